@@ -1,0 +1,179 @@
+//! Builds a replica once: picks the memory or Redis backends, wires the service, the
+//! Socket.IO layer, the relay and the middleware.
+
+use crate::config::Config;
+use crate::events::{EventBus, LocalBus, RedisBus};
+use crate::http::{self, AppState};
+use crate::livekit::TokenIssuer;
+use crate::realtime;
+use crate::service::Service;
+use crate::store::{MemoryStore, RedisStore, Store};
+use crate::telemetry::metrics;
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue};
+use fred::clients::SubscriberClient;
+use fred::prelude::{Builder, Client, ClientLike, ReconnectPolicy};
+use fred::types::config::Options;
+use socketioxide::SocketIo;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// Why a replica could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid REDIS_URL: {0}")]
+    RedisUrl(String),
+    #[error("invalid CORS origin {0:?}")]
+    CorsOrigin(String),
+    #[error("cannot serve: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A built replica, ready to serve.
+pub struct App {
+    pub router: Router,
+    pub io: SocketIo,
+    pub state: AppState,
+    redis: Option<(Client, SubscriberClient)>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl App {
+    pub async fn build(cfg: &Config) -> Result<Self, StartError> {
+        let (store, bus, redis): (Arc<dyn Store>, Arc<dyn EventBus>, _) = match &cfg.redis_url {
+            None => (
+                Arc::new(MemoryStore::new()),
+                Arc::new(LocalBus::new()),
+                None,
+            ),
+            Some(url) => {
+                let (client, subscriber) = redis_clients(url, cfg.redis_timeout)?;
+                let options = command_options(cfg.redis_timeout);
+                let prefix = cfg.redis_prefix();
+                let store = RedisStore::new(client.clone(), options.clone(), prefix.clone());
+                let bus = RedisBus::new(
+                    client.clone(),
+                    options,
+                    subscriber.clone(),
+                    format!("{prefix}events"),
+                );
+                (Arc::new(store), Arc::new(bus), Some((client, subscriber)))
+            }
+        };
+        let tokens = TokenIssuer::new(
+            cfg.livekit_api_key.clone(),
+            cfg.livekit_api_secret.clone(),
+            cfg.livekit_url.clone(),
+            cfg.livekit_token_ttl,
+        );
+        let (sio_layer, io) = realtime::layer();
+        let mut tasks = vec![realtime::spawn_relay(bus.as_ref(), io.clone())];
+        if let Some((client, subscriber)) = &redis {
+            tasks.push(tokio::spawn(watch_connections(
+                client.clone(),
+                subscriber.clone(),
+            )));
+        }
+        let state = AppState {
+            service: Arc::new(Service::new(store, bus, tokens)),
+            metrics: metrics::install(),
+            body_limit: cfg.body_limit,
+            draining: Arc::new(AtomicBool::new(false)),
+        };
+        let request_id = HeaderName::from_static("x-request-id");
+        let router = http::router(state.clone()).layer(sio_layer).layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(TraceLayer::new_for_http())
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(cors(&cfg.cors_origins)?),
+        );
+        Ok(Self {
+            router,
+            io,
+            state,
+            redis,
+            tasks,
+        })
+    }
+
+    /// Stops background work and closes Redis connections (after serving has ended).
+    pub async fn close(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        if let Some((client, subscriber)) = self.redis {
+            let _ = subscriber.quit().await;
+            let _ = client.quit().await;
+        }
+    }
+}
+
+/// Builds (and starts connecting) the data and subscriber clients. They retry forever, so a
+/// replica started before Redis becomes ready by itself once Redis is up.
+fn redis_clients(url: &str, timeout: Duration) -> Result<(Client, SubscriberClient), StartError> {
+    let mut config = fred::prelude::Config::from_url(url)
+        .map_err(|e| StartError::RedisUrl(e.details().to_string()))?;
+    config.fail_fast = false;
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_connection_config(|c| {
+            c.connection_timeout = timeout;
+            c.internal_command_timeout = timeout;
+            // A write interrupted by a dropped connection is not replayed behind our back.
+            c.max_command_attempts = 1;
+            c.tcp.nodelay = Some(true);
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = timeout;
+            // Room for bursts before the relay sees a lag (see events::redis).
+            p.broadcast_channel_capacity = 16 * 1024;
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+    let build_error = |e: fred::error::Error| StartError::RedisUrl(e.details().to_string());
+    let client = builder.build().map_err(build_error)?;
+    let subscriber = builder.build_subscriber_client().map_err(build_error)?;
+    client.connect();
+    subscriber.connect();
+    Ok((client, subscriber))
+}
+
+/// Every store and bus command: fail at once while disconnected, wait at most `timeout`.
+fn command_options(timeout: Duration) -> Options {
+    Options {
+        fail_fast: true,
+        timeout: Some(timeout),
+        max_attempts: Some(1),
+        ..Default::default()
+    }
+}
+
+/// Keeps the connection gauges current.
+async fn watch_connections(client: Client, subscriber: SubscriberClient) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        metrics::redis_connected("data", client.is_connected());
+        metrics::redis_connected("subscriber", subscriber.is_connected());
+    }
+}
+
+fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
+    let layer = CorsLayer::new()
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .expose_headers([HeaderName::from_static("x-request-id")]);
+    if origins.iter().any(|o| o == "*") {
+        return Ok(layer.allow_origin(Any));
+    }
+    let list = origins
+        .iter()
+        .map(|o| HeaderValue::from_str(o.trim()).map_err(|_| StartError::CorsOrigin(o.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(layer.allow_origin(AllowOrigin::list(list)))
+}

@@ -1,0 +1,14 @@
+//! Pure domain types: ids, validated names, timestamps, the three resources and the
+//! events they cause. No I/O and no HTTP here.
+
+mod event;
+mod ids;
+mod name;
+mod resources;
+mod time;
+
+pub use event::Event;
+pub use ids::{CallId, RoomId, RoomName, UserId};
+pub use name::{Name, NameError};
+pub use resources::{Call, CallFilter, CallStatus, LiveKitRoom, Room, User};
+pub use time::Timestamp;

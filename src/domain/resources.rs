@@ -1,0 +1,196 @@
+//! The contract's three resources, shaped exactly as the REST API returns them.
+
+use super::{CallId, Name, RoomId, RoomName, Timestamp, UserId};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A registered user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: UserId,
+    pub name: Name,
+    pub created_at: Timestamp,
+}
+
+impl User {
+    pub fn new(name: Name) -> Self {
+        Self {
+            id: UserId::new(),
+            name,
+            created_at: Timestamp::now(),
+        }
+    }
+}
+
+/// Where a call is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallStatus {
+    Initiated,
+    Ended,
+}
+
+impl CallStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initiated => "initiated",
+            Self::Ended => "ended",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "initiated" => Some(Self::Initiated),
+            "ended" => Some(Self::Ended),
+            _ => None,
+        }
+    }
+}
+
+/// A one-to-one call. Serialized with `callId`, which always equals `id`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Call {
+    pub id: CallId,
+    pub from_user_id: UserId,
+    pub to_user_id: UserId,
+    pub status: CallStatus,
+    pub room_name: RoomName,
+    pub start_time: Timestamp,
+    pub end_time: Option<Timestamp>,
+}
+
+impl Call {
+    /// A call from one user to another, starting now.
+    pub fn new(from: UserId, to: UserId) -> Self {
+        Self {
+            id: CallId::new(),
+            from_user_id: from,
+            to_user_id: to,
+            status: CallStatus::Initiated,
+            room_name: RoomName::new(),
+            start_time: Timestamp::now(),
+            end_time: None,
+        }
+    }
+
+    /// Whether the user is the caller or the callee.
+    pub fn involves(&self, user: UserId) -> bool {
+        self.from_user_id == user || self.to_user_id == user
+    }
+}
+
+impl Serialize for Call {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Call", 8)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("callId", &self.id)?;
+        st.serialize_field("fromUserId", &self.from_user_id)?;
+        st.serialize_field("toUserId", &self.to_user_id)?;
+        st.serialize_field("status", &self.status)?;
+        st.serialize_field("roomName", &self.room_name)?;
+        st.serialize_field("startTime", &self.start_time)?;
+        st.serialize_field("endTime", &self.end_time)?;
+        st.end()
+    }
+}
+
+/// Which calls `GET /calls` returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    /// Only calls this user made or received.
+    pub user: Option<UserId>,
+    /// Only calls in this state.
+    pub status: Option<CallStatus>,
+}
+
+impl CallFilter {
+    pub fn matches(&self, call: &Call) -> bool {
+        self.user.is_none_or(|u| call.involves(u)) && self.status.is_none_or(|s| call.status == s)
+    }
+}
+
+/// A group room; `participants` lists users in the order they first joined.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Room {
+    pub id: RoomId,
+    pub name: Name,
+    pub room_name: RoomName,
+    pub participants: Vec<UserId>,
+    pub created_at: Timestamp,
+}
+
+impl Room {
+    pub fn new(name: Name) -> Self {
+        Self {
+            id: RoomId::new(),
+            name,
+            room_name: RoomName::new(),
+            participants: Vec::new(),
+            created_at: Timestamp::now(),
+        }
+    }
+}
+
+/// What owns a LiveKit room name: a call or a room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LiveKitRoom {
+    Call(Call),
+    Room(Room),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_call_serializes_with_call_id_and_null_end_time() {
+        let call = Call::new(UserId::new(), UserId::new());
+        let v = serde_json::to_value(&call).expect("serializes");
+        assert_eq!(v["callId"], v["id"]);
+        assert_eq!(v["status"], json!("initiated"));
+        assert_eq!(v["endTime"], json!(null));
+        let keys: Vec<_> = v.as_object().expect("object").keys().cloned().collect();
+        assert_eq!(keys.len(), 8);
+        let back: Call = serde_json::from_value(v).expect("round trips");
+        assert_eq!(back, call);
+    }
+
+    #[test]
+    fn a_room_serializes_in_camel_case() {
+        let room = Room::new(Name::parse("Daily").expect("valid"));
+        let v = serde_json::to_value(&room).expect("serializes");
+        assert_eq!(v["participants"], json!([]));
+        assert!(v["roomName"].is_string() && v["createdAt"].is_string());
+    }
+
+    #[test]
+    fn filters_combine_user_and_status() {
+        let (a, b) = (UserId::new(), UserId::new());
+        let call = Call::new(a, b);
+        assert!(
+            CallFilter {
+                user: Some(b),
+                status: Some(CallStatus::Initiated)
+            }
+            .matches(&call)
+        );
+        assert!(
+            !CallFilter {
+                user: Some(UserId::new()),
+                status: None
+            }
+            .matches(&call)
+        );
+        assert!(
+            !CallFilter {
+                user: None,
+                status: Some(CallStatus::Ended)
+            }
+            .matches(&call)
+        );
+    }
+}

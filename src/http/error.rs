@@ -1,0 +1,197 @@
+//! Problem documents (RFC 9457): the one place where failures become status codes.
+
+use crate::service;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// One invalid field of a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// An error response: `application/problem+json` with a stable `code`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    code: &'static str,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [FieldError],
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn invalid(errors: Vec<FieldError>) -> Self {
+        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+        let detail = format!("invalid: {}", fields.join(", "));
+        Self {
+            errors,
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                detail,
+            )
+        }
+    }
+
+    pub fn invalid_json(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_json", detail)
+    }
+
+    /// A path id that names nothing (not even a UUID): the resource's 404.
+    pub fn not_found(code: &'static str, what: &str, raw_id: &str) -> Self {
+        let shown: String = raw_id.chars().take(64).collect();
+        Self::new(
+            StatusCode::NOT_FOUND,
+            code,
+            format!("no {what} with id {shown}"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = Problem {
+            kind: "about:blank",
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            code: self.code,
+            detail: &self.detail,
+            errors: &self.errors,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// The contract's status/code table.
+impl From<service::Error> for ApiError {
+    fn from(e: service::Error) -> Self {
+        use service::Error as E;
+        let detail = e.to_string();
+        match e {
+            E::UserNotFound(_) => Self::new(StatusCode::NOT_FOUND, "user_not_found", detail),
+            E::CallNotFound(_) => Self::new(StatusCode::NOT_FOUND, "call_not_found", detail),
+            E::RoomNotFound(_) | E::NoSuchLiveKitRoom(_) => {
+                Self::new(StatusCode::NOT_FOUND, "room_not_found", detail)
+            }
+            E::CallEnded(_) => Self::new(StatusCode::CONFLICT, "call_ended", detail),
+            E::NotAParticipant { .. } => {
+                Self::new(StatusCode::FORBIDDEN, "not_a_participant", detail)
+            }
+            E::SelfCall => Self::invalid(vec![FieldError {
+                field: "toUserId",
+                message: "must differ from fromUserId".into(),
+            }]),
+            E::Unavailable(cause) => {
+                // Logged here, once, at the boundary that turns it into a response.
+                tracing::warn!(error = %cause, "store unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the store is unreachable; nothing was changed",
+                )
+            }
+            E::Signing(cause) => {
+                tracing::error!(error = %cause, "token signing failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "could not issue a token",
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CallId, RoomName, UserId};
+    use crate::store::Unavailable;
+
+    #[test]
+    fn the_error_table_matches_the_contract() {
+        let cases: Vec<(service::Error, u16, &str)> = vec![
+            (
+                service::Error::UserNotFound(UserId::new()),
+                404,
+                "user_not_found",
+            ),
+            (
+                service::Error::CallNotFound(CallId::new()),
+                404,
+                "call_not_found",
+            ),
+            (
+                service::Error::NoSuchLiveKitRoom(RoomName::new()),
+                404,
+                "room_not_found",
+            ),
+            (service::Error::CallEnded(CallId::new()), 409, "call_ended"),
+            (
+                service::Error::NotAParticipant {
+                    user: UserId::new(),
+                    room: RoomName::new(),
+                },
+                403,
+                "not_a_participant",
+            ),
+            (service::Error::SelfCall, 422, "validation_failed"),
+            (
+                service::Error::Unavailable(Unavailable("down".into())),
+                503,
+                "store_unavailable",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let api = ApiError::from(error);
+            assert_eq!((api.status.as_u16(), api.code), (status, code));
+        }
+    }
+
+    #[test]
+    fn a_problem_has_the_rfc_fields() {
+        let body = Problem {
+            kind: "about:blank",
+            title: "Not Found",
+            status: 404,
+            code: "call_not_found",
+            detail: "no call",
+            errors: &[],
+        };
+        let v = serde_json::to_value(&body).expect("serializes");
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "about:blank", "title": "Not Found", "status": 404,
+                               "code": "call_not_found", "detail": "no call"})
+        );
+    }
+}

@@ -1,0 +1,280 @@
+//! Request parsing at the edge: bodies, fields and query strings become typed values or
+//! problem documents, before any use case runs.
+
+use super::AppState;
+use super::error::{ApiError, FieldError};
+use crate::domain::{CallFilter, CallStatus, Name, NameError};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{StatusCode, header, request::Parts};
+use serde_json::{Map, Value};
+
+/// A JSON object body, or `None` when no body was sent.
+pub struct JsonObject(pub Option<Map<String, Value>>);
+
+impl JsonObject {
+    /// The object, for endpoints where a body is required.
+    pub fn required(self) -> Result<Map<String, Value>, ApiError> {
+        self.0
+            .ok_or_else(|| ApiError::invalid_json("a JSON object body is required"))
+    }
+}
+
+impl FromRequest<AppState> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.body_limit;
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body exceeds {limit} bytes"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_json_type);
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| too_large())?;
+        if bytes.is_empty() {
+            return Ok(Self(None));
+        }
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be sent as application/json",
+            ));
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(Self(Some(map))),
+            Ok(_) => Err(ApiError::invalid_json("the body must be a JSON object")),
+            Err(e) => Err(ApiError::invalid_json(format!(
+                "the body is not valid JSON: {e}"
+            ))),
+        }
+    }
+}
+
+/// `application/json`, with any parameters (`; charset=utf-8`).
+fn is_json_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// Reads the fields of a body, collecting every problem before answering 422.
+pub struct Fields<'a> {
+    body: &'a Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(body: &'a Map<String, Value>) -> Self {
+        Self {
+            body,
+            errors: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, field: &'static str, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            field,
+            message: message.into(),
+        });
+    }
+
+    fn string(&mut self, field: &'static str) -> Option<&'a str> {
+        match self.body.get(field) {
+            None | Some(Value::Null) => self.fail(field, "is required"),
+            Some(Value::String(s)) => return Some(s),
+            Some(_) => self.fail(field, "must be a string"),
+        }
+        None
+    }
+
+    /// A display name: trimmed, 1 to 100 characters.
+    pub fn name(&mut self, field: &'static str) -> Option<Name> {
+        let raw = self.string(field)?;
+        Name::parse(raw)
+            .map_err(|e: NameError| self.fail(field, e.to_string()))
+            .ok()
+    }
+
+    /// A UUID, parsed into the id type the field names.
+    pub fn id<T>(&mut self, field: &'static str, parse: fn(&str) -> Option<T>) -> Option<T> {
+        let raw = self.string(field)?;
+        let id = parse(raw);
+        if id.is_none() {
+            self.fail(field, "must be a UUID");
+        }
+        id
+    }
+
+    /// The parsed request, or 422 listing every invalid field.
+    pub fn finish<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
+        match (self.errors.is_empty(), build()) {
+            (true, Some(value)) => Ok(value),
+            _ => Err(ApiError::invalid(self.errors)),
+        }
+    }
+}
+
+/// The query string as key/value pairs; malformed encodings are a 422.
+fn query_pairs(parts: &Parts) -> Result<Vec<(String, String)>, ApiError> {
+    let raw = parts.uri.query().unwrap_or_default();
+    serde_urlencoded::from_str(raw).map_err(|_| {
+        ApiError::invalid(vec![FieldError {
+            field: "query",
+            message: "is not a valid query string".into(),
+        }])
+    })
+}
+
+fn param<'p>(pairs: &'p [(String, String)], key: &str) -> Option<&'p str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `?limit=`: a decimal integer from 1 to 1000, 100 when absent.
+fn limit(pairs: &[(String, String)], errors: &mut Vec<FieldError>) -> usize {
+    const DEFAULT: usize = 100;
+    let Some(raw) = param(pairs, "limit") else {
+        return DEFAULT;
+    };
+    match raw.parse::<usize>() {
+        Ok(n) if (1..=1000).contains(&n) && raw.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => {
+            errors.push(FieldError {
+                field: "limit",
+                message: "must be an integer from 1 to 1000".into(),
+            });
+            DEFAULT
+        }
+    }
+}
+
+/// The `?limit=` of a list endpoint.
+pub struct Limit(pub usize);
+
+impl<S: Send + Sync> FromRequestParts<S> for Limit {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let pairs = query_pairs(parts)?;
+        let mut errors = Vec::new();
+        let n = limit(&pairs, &mut errors);
+        if errors.is_empty() {
+            Ok(Self(n))
+        } else {
+            Err(ApiError::invalid(errors))
+        }
+    }
+}
+
+/// `GET /calls`' query: `limit`, `userId` and `status`.
+pub struct CallQuery {
+    pub limit: usize,
+    pub filter: CallFilter,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CallQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let pairs = query_pairs(parts)?;
+        let mut errors = Vec::new();
+        let limit = limit(&pairs, &mut errors);
+        let mut filter = CallFilter::default();
+        if let Some(raw) = param(&pairs, "userId") {
+            filter.user = crate::domain::UserId::parse(raw);
+            if filter.user.is_none() {
+                errors.push(FieldError {
+                    field: "userId",
+                    message: "must be a UUID".into(),
+                });
+            }
+        }
+        if let Some(raw) = param(&pairs, "status") {
+            filter.status = CallStatus::parse(raw);
+            if filter.status.is_none() {
+                errors.push(FieldError {
+                    field: "status",
+                    message: "must be initiated or ended".into(),
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self { limit, filter })
+        } else {
+            Err(ApiError::invalid(errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_content_types_may_carry_parameters() {
+        assert!(is_json_type("application/json"));
+        assert!(is_json_type("Application/JSON; charset=utf-8"));
+        assert!(!is_json_type("text/plain"));
+        assert!(!is_json_type("application/jsonx"));
+    }
+
+    #[test]
+    fn every_invalid_field_is_reported() {
+        let body = json!({"fromUserId": 7, "name": "   "});
+        let map = body.as_object().expect("object");
+        let mut f = Fields::new(map);
+        let from = f.id("fromUserId", crate::domain::UserId::parse);
+        let to = f.id("toUserId", crate::domain::UserId::parse);
+        let name = f.name("name");
+        let err = f.finish(|| Some((from?, to?, name?))).expect_err("invalid");
+        let fields: Vec<_> = err
+            .errors
+            .iter()
+            .map(|e| (e.field, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("fromUserId", "must be a string"),
+                ("toUserId", "is required"),
+                ("name", "must not be empty")
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_are_decimal_integers_in_range() {
+        let pairs = |v: &str| vec![("limit".to_owned(), v.to_owned())];
+        for (raw, ok) in [
+            ("1", true),
+            ("1000", true),
+            ("0", false),
+            ("1001", false),
+            ("+5", false),
+            ("2.0", false),
+            ("", false),
+        ] {
+            let mut errors = Vec::new();
+            limit(&pairs(raw), &mut errors);
+            assert_eq!(errors.is_empty(), ok, "{raw}");
+        }
+    }
+}

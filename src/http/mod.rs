@@ -1,0 +1,90 @@
+//! The REST API: one route table in the contract's order, thin handlers, and the
+//! middleware every request passes through.
+
+mod calls;
+mod error;
+mod extract;
+mod livekit;
+mod ops;
+mod rooms;
+mod users;
+
+pub use error::ApiError;
+
+use crate::service::Service;
+use crate::telemetry::metrics;
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<Service>,
+    pub metrics: PrometheusHandle,
+    pub body_limit: usize,
+    /// Set on shutdown: `/readyz` answers 503 while the replica drains.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// The route table.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/users", post(users::register).get(users::list))
+        .route("/users/{id}", get(users::get))
+        .route("/calls", post(calls::start).get(calls::list))
+        .route("/calls/{id}", get(calls::get))
+        .route("/calls/{id}/end", post(calls::end))
+        .route("/rooms", post(rooms::create).get(rooms::list))
+        .route("/rooms/{id}", get(rooms::get))
+        .route("/rooms/{id}/join", post(rooms::join))
+        .route("/livekit/token", post(livekit::token))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route_layer(middleware::from_fn(track))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// Counts and times every routed request by its route template (never its ids).
+async fn track(path: MatchedPath, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    metrics::http_in_flight(1.0);
+    let response = next.run(req).await;
+    metrics::http_in_flight(-1.0);
+    metrics::http_request(
+        method.as_str(),
+        path.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed(State(_): State<AppState>) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}

@@ -1,0 +1,51 @@
+//! The `switchboard` binary: parse the configuration, start logging, serve until
+//! SIGTERM or SIGINT.
+
+use clap::Parser;
+use switchboard::{Config, config};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cfg = Config::parse();
+    switchboard::telemetry::init_logging(cfg.log_format);
+    if cfg.uses_dev_credentials() {
+        tracing::warn!(
+            "using LiveKit's public dev credentials; set LIVEKIT_API_KEY and LIVEKIT_API_SECRET in production"
+        );
+    }
+    let mode = cfg
+        .redis_url
+        .as_deref()
+        .map_or("embedded memory store".to_owned(), config::redact_url);
+    let listener = match TcpListener::bind(cfg.addr()).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(addr = %cfg.addr(), error = %e, "cannot bind");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addr = %cfg.addr(), store = %mode, "switchboard listening");
+    match switchboard::run(cfg, listener, terminated()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "switchboard stopped");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+async fn terminated() {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,79 @@
+//! Socket.IO: the layer clients connect to, and the relay task, the only code that emits
+//! to sockets. Every event reaches a replica's sockets through the bus, its own included,
+//! so each client hears each event exactly once whichever replica caused it.
+
+use crate::domain::Event;
+use crate::events::{self, Delivery, EventBus, Incoming};
+use crate::telemetry::metrics;
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::socket::DisconnectReason;
+use socketioxide::{SocketIo, TransportType, extract::SocketRef};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// The Socket.IO layer (path `/socket.io/`) and the handle that emits to its sockets.
+pub fn layer() -> (SocketIoLayer, SocketIo) {
+    let (layer, io) = SocketIo::builder().build_layer();
+    // The default namespace must exist before anything emits to it.
+    io.ns("/", on_connect);
+    (layer, io)
+}
+
+async fn on_connect(socket: SocketRef) {
+    let transport = match socket.transport_type() {
+        TransportType::Polling => "polling",
+        TransportType::Websocket => "websocket",
+    };
+    metrics::socket_connected(transport, 1.0);
+    socket.on_disconnect(async move |_: SocketRef, _: DisconnectReason| {
+        metrics::socket_connected(transport, -1.0);
+    });
+}
+
+/// The one argument of every emitted event.
+#[derive(Serialize)]
+struct Payload<'a> {
+    data: &'a RawValue,
+}
+
+/// Subscribes to the bus now, then emits each message to this replica's sockets.
+pub fn spawn_relay(bus: &dyn EventBus, io: SocketIo) -> JoinHandle<()> {
+    let mut deliveries = bus.subscribe();
+    tokio::spawn(async move {
+        while let Some(delivery) = deliveries.next().await {
+            match delivery {
+                Delivery::Message(text) => emit(&io, &text).await,
+                Delivery::Lagged(n) => {
+                    metrics::events_dropped(n);
+                    tracing::warn!(events = n, "relay fell behind the bus; events were dropped");
+                }
+            }
+        }
+    })
+}
+
+async fn emit(io: &SocketIo, text: &str) {
+    let incoming: Incoming<'_> = match serde_json::from_str(text) {
+        Ok(incoming) => incoming,
+        Err(e) => return tracing::warn!(error = %e, "ignoring an undecodable bus message"),
+    };
+    let Some(name) = Event::known_name(incoming.event) else {
+        return tracing::warn!(event = incoming.event, "ignoring an unknown event");
+    };
+    if let Err(e) = io
+        .emit(
+            name,
+            &Payload {
+                data: incoming.data,
+            },
+        )
+        .await
+    {
+        tracing::warn!(event = name, error = %e, "emitting to local sockets failed");
+    }
+    let delay = events::now_us().saturating_sub(incoming.sent_at_us);
+    metrics::event_emitted(name, Duration::from_micros(delay));
+}

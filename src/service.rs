@@ -1,0 +1,187 @@
+//! The use cases. The service owns the contract's invariants: validate, store, then
+//! publish; a failed request stores nothing and publishes nothing.
+
+use crate::domain::{
+    Call, CallFilter, CallId, Event, LiveKitRoom, Name, Room, RoomId, RoomName, Timestamp, User,
+    UserId,
+};
+use crate::events::{self, EventBus};
+use crate::livekit::{Grant, SigningFailed, TokenIssuer};
+use crate::store::{EndCall, Join, NewCall, Store, Unavailable};
+use crate::telemetry::metrics;
+use std::sync::Arc;
+
+/// Why a use case failed; `http::error` maps each to a status and a `code`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no user with id {0}")]
+    UserNotFound(UserId),
+    #[error("no call with id {0}")]
+    CallNotFound(CallId),
+    #[error("no room with id {0}")]
+    RoomNotFound(RoomId),
+    #[error("no call or room has the roomName {0}")]
+    NoSuchLiveKitRoom(RoomName),
+    #[error("call {0} has ended")]
+    CallEnded(CallId),
+    #[error("user {user} may not join {room}")]
+    NotAParticipant { user: UserId, room: RoomName },
+    #[error("a user cannot call themselves")]
+    SelfCall,
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    #[error(transparent)]
+    Signing(#[from] SigningFailed),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The result of a join: the room after it, and the joiner's LiveKit grant.
+#[derive(Debug)]
+pub struct Joined {
+    pub room: Room,
+    pub user: UserId,
+    pub grant: Grant,
+}
+
+/// Everything a request handler may ask for.
+pub struct Service {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn EventBus>,
+    tokens: TokenIssuer,
+}
+
+impl Service {
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn EventBus>, tokens: TokenIssuer) -> Self {
+        Self { store, bus, tokens }
+    }
+
+    /// Publishes an event whose change is already stored. The change stands whatever
+    /// happens here, so a failure is logged and counted, not returned.
+    async fn publish(&self, event: Event) {
+        let name = event.name();
+        match self.bus.publish(events::encode(&event)).await {
+            Ok(()) => metrics::event_published(name),
+            Err(e) => {
+                metrics::event_publish_failed(name);
+                tracing::error!(event = name, error = %e, "event stored but not published");
+            }
+        }
+    }
+
+    pub async fn register_user(&self, name: Name) -> Result<User> {
+        let user = User::new(name);
+        self.store.insert_user(&user).await?;
+        metrics::user_registered();
+        self.publish(Event::user_registered(&user)).await;
+        Ok(user)
+    }
+
+    pub async fn user(&self, id: UserId) -> Result<User> {
+        self.store.user(id).await?.ok_or(Error::UserNotFound(id))
+    }
+
+    pub async fn users(&self, limit: usize) -> Result<Vec<User>> {
+        Ok(self.store.users(limit).await?)
+    }
+
+    /// Starts a call and returns it with the caller's grant.
+    pub async fn start_call(&self, from: UserId, to: UserId) -> Result<(Call, Grant)> {
+        if from == to {
+            return Err(Error::SelfCall);
+        }
+        let call = Call::new(from, to);
+        let caller = match self.store.insert_call(&call).await? {
+            NewCall::Stored { caller } => caller,
+            NewCall::NoUser(id) => return Err(Error::UserNotFound(id)),
+        };
+        let grant = self.tokens.grant(caller.id, &caller.name, call.room_name)?;
+        metrics::call_started();
+        self.publish(Event::call_started(&call)).await;
+        Ok((call, grant))
+    }
+
+    pub async fn call(&self, id: CallId) -> Result<Call> {
+        self.store.call(id).await?.ok_or(Error::CallNotFound(id))
+    }
+
+    pub async fn calls(&self, filter: CallFilter, limit: usize) -> Result<Vec<Call>> {
+        Ok(self.store.calls(filter, limit).await?)
+    }
+
+    /// Ends a call; idempotent, and only the request that really ended it publishes.
+    pub async fn end_call(&self, id: CallId) -> Result<Call> {
+        match self.store.end_call(id, Timestamp::now()).await? {
+            EndCall::Ended(call) => {
+                metrics::call_ended();
+                self.publish(Event::call_ended(&call)).await;
+                Ok(call)
+            }
+            EndCall::AlreadyEnded(call) => Ok(call),
+            EndCall::NotFound => Err(Error::CallNotFound(id)),
+        }
+    }
+
+    pub async fn create_room(&self, name: Name) -> Result<Room> {
+        let room = Room::new(name);
+        self.store.insert_room(&room).await?;
+        metrics::room_created();
+        self.publish(Event::room_created(&room)).await;
+        Ok(room)
+    }
+
+    pub async fn room(&self, id: RoomId) -> Result<Room> {
+        self.store.room(id).await?.ok_or(Error::RoomNotFound(id))
+    }
+
+    pub async fn rooms(&self, limit: usize) -> Result<Vec<Room>> {
+        Ok(self.store.rooms(limit).await?)
+    }
+
+    /// Adds the user to the room (once) and returns a fresh grant; every join publishes.
+    pub async fn join_room(&self, room_id: RoomId, user_id: UserId) -> Result<Joined> {
+        let (room, user) = match self.store.join_room(room_id, user_id).await? {
+            Join::Joined { room, user } => (room, user),
+            Join::NoRoom => return Err(Error::RoomNotFound(room_id)),
+            Join::NoUser => return Err(Error::UserNotFound(user_id)),
+        };
+        let grant = self.tokens.grant(user.id, &user.name, room.room_name)?;
+        metrics::room_joined();
+        self.publish(Event::room_joined(room.id, user.id)).await;
+        Ok(Joined {
+            room,
+            user: user.id,
+            grant,
+        })
+    }
+
+    /// A grant for the callee or caller of a live call, or a participant of a room.
+    pub async fn token(&self, room_name: RoomName, user_id: UserId) -> Result<Grant> {
+        let owner = self
+            .store
+            .livekit_room(room_name)
+            .await?
+            .ok_or(Error::NoSuchLiveKitRoom(room_name))?;
+        let user = self.user(user_id).await?;
+        let (allowed, ended) = match &owner {
+            LiveKitRoom::Call(call) => (call.involves(user.id), call.end_time.is_some()),
+            LiveKitRoom::Room(room) => (room.participants.contains(&user.id), false),
+        };
+        // Outsiders learn nothing about the call's state: 403 before 409.
+        if !allowed {
+            return Err(Error::NotAParticipant {
+                user: user.id,
+                room: room_name,
+            });
+        }
+        if let (true, LiveKitRoom::Call(call)) = (ended, &owner) {
+            return Err(Error::CallEnded(call.id));
+        }
+        Ok(self.tokens.grant(user.id, &user.name, room_name)?)
+    }
+
+    /// Whether this replica can serve requests and deliver events now.
+    pub async fn ready(&self) -> bool {
+        self.bus.is_subscribed() && self.store.ping().await.is_ok()
+    }
+}

@@ -1,0 +1,2 @@
+-- ARGV: prefix, roomId. Returns {doc, participants} or nil.
+return room_entry(ARGV[2])

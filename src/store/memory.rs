@@ -1,0 +1,166 @@
+//! The embedded store: one process, nothing persisted. A single mutex makes every method
+//! atomic, which gives the same semantics as the Redis scripts.
+
+use super::{EndCall, Join, NewCall, Store, StoreResult};
+use crate::domain::{
+    Call, CallFilter, CallId, CallStatus, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User,
+    UserId,
+};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Default)]
+struct State {
+    users: HashMap<UserId, User>,
+    user_order: Vec<UserId>,
+    calls: HashMap<CallId, Call>,
+    call_order: Vec<CallId>,
+    rooms: HashMap<RoomId, Room>,
+    room_order: Vec<RoomId>,
+    room_names: HashMap<RoomName, Owner>,
+}
+
+#[derive(Clone, Copy)]
+enum Owner {
+    Call(CallId),
+    Room(RoomId),
+}
+
+/// In-memory [`Store`] for a single replica.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied change: every
+        // method validates before it mutates.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn insert_user(&self, user: &User) -> StoreResult<()> {
+        let mut s = self.lock();
+        s.users.insert(user.id, user.clone());
+        s.user_order.push(user.id);
+        Ok(())
+    }
+
+    async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
+        Ok(self.lock().users.get(&id).cloned())
+    }
+
+    async fn users(&self, limit: usize) -> StoreResult<Vec<User>> {
+        let s = self.lock();
+        Ok(s.user_order
+            .iter()
+            .take(limit)
+            .map(|id| s.users[id].clone())
+            .collect())
+    }
+
+    async fn insert_call(&self, call: &Call) -> StoreResult<NewCall> {
+        let mut s = self.lock();
+        for id in [call.from_user_id, call.to_user_id] {
+            if !s.users.contains_key(&id) {
+                return Ok(NewCall::NoUser(id));
+            }
+        }
+        s.calls.insert(call.id, call.clone());
+        s.call_order.push(call.id);
+        s.room_names.insert(call.room_name, Owner::Call(call.id));
+        let caller = s.users[&call.from_user_id].clone();
+        Ok(NewCall::Stored { caller })
+    }
+
+    async fn call(&self, id: CallId) -> StoreResult<Option<Call>> {
+        Ok(self.lock().calls.get(&id).cloned())
+    }
+
+    async fn calls(&self, filter: CallFilter, limit: usize) -> StoreResult<Vec<Call>> {
+        let s = self.lock();
+        let newest_first = s.call_order.iter().rev().map(|id| &s.calls[id]);
+        Ok(newest_first
+            .filter(|c| filter.matches(c))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn end_call(&self, id: CallId, at: Timestamp) -> StoreResult<EndCall> {
+        let mut s = self.lock();
+        let Some(call) = s.calls.get_mut(&id) else {
+            return Ok(EndCall::NotFound);
+        };
+        if call.status == CallStatus::Ended {
+            return Ok(EndCall::AlreadyEnded(call.clone()));
+        }
+        call.status = CallStatus::Ended;
+        call.end_time = Some(at);
+        Ok(EndCall::Ended(call.clone()))
+    }
+
+    async fn insert_room(&self, room: &Room) -> StoreResult<()> {
+        let mut s = self.lock();
+        s.rooms.insert(room.id, room.clone());
+        s.room_order.push(room.id);
+        s.room_names.insert(room.room_name, Owner::Room(room.id));
+        Ok(())
+    }
+
+    async fn room(&self, id: RoomId) -> StoreResult<Option<Room>> {
+        Ok(self.lock().rooms.get(&id).cloned())
+    }
+
+    async fn rooms(&self, limit: usize) -> StoreResult<Vec<Room>> {
+        let s = self.lock();
+        Ok(s.room_order
+            .iter()
+            .take(limit)
+            .map(|id| s.rooms[id].clone())
+            .collect())
+    }
+
+    async fn join_room(&self, room: RoomId, user: UserId) -> StoreResult<Join> {
+        let mut s = self.lock();
+        let Some(joiner) = s.users.get(&user).cloned() else {
+            return Ok(if s.rooms.contains_key(&room) {
+                Join::NoUser
+            } else {
+                Join::NoRoom
+            });
+        };
+        let Some(r) = s.rooms.get_mut(&room) else {
+            return Ok(Join::NoRoom);
+        };
+        if !r.participants.contains(&user) {
+            r.participants.push(user);
+        }
+        Ok(Join::Joined {
+            room: r.clone(),
+            user: joiner,
+        })
+    }
+
+    async fn livekit_room(&self, name: RoomName) -> StoreResult<Option<LiveKitRoom>> {
+        let s = self.lock();
+        Ok(s.room_names.get(&name).map(|owner| match *owner {
+            Owner::Call(id) => LiveKitRoom::Call(s.calls[&id].clone()),
+            Owner::Room(id) => LiveKitRoom::Room(s.rooms[&id].clone()),
+        }))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+}

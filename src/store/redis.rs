@@ -1,0 +1,358 @@
+//! The Redis store: documents as JSON strings, sorted-set indexes for the lists, and one
+//! Lua script per change so that racing replicas see each transition exactly once.
+
+use super::{EndCall, Join, NewCall, Store, StoreResult, Unavailable};
+use crate::domain::{
+    Call, CallFilter, CallId, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId,
+};
+use crate::telemetry::metrics;
+use async_trait::async_trait;
+use fred::prelude::*;
+use fred::types::config::Options;
+use fred::types::scripts::Script;
+use fred::types::{ClientState, ClusterHash, CustomCommand};
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::time::Instant;
+
+/// One Lua script, loaded on first use (and again after a Redis restart).
+struct Lua {
+    script: Script,
+}
+
+impl Lua {
+    fn new(body: &str) -> Self {
+        let source = format!("{}\n{body}", include_str!("lua/prelude.lua"));
+        Self {
+            script: Script::from_lua(source),
+        }
+    }
+}
+
+struct Scripts {
+    insert_user: Lua,
+    insert_call: Lua,
+    end_call: Lua,
+    insert_room: Lua,
+    join_room: Lua,
+    list: Lua,
+    room: Lua,
+    livekit_room: Lua,
+}
+
+/// [`Store`] on a Redis shared by every replica.
+pub struct RedisStore {
+    client: Client,
+    /// Fail fast while disconnected, bounded wait otherwise, never replay a write.
+    options: Options,
+    prefix: String,
+    scripts: Scripts,
+}
+
+impl RedisStore {
+    /// Wraps a connected (or connecting) client; `prefix` is `{namespace}:`.
+    pub fn new(client: Client, options: Options, prefix: String) -> Self {
+        let scripts = Scripts {
+            insert_user: Lua::new(include_str!("lua/insert_user.lua")),
+            insert_call: Lua::new(include_str!("lua/insert_call.lua")),
+            end_call: Lua::new(include_str!("lua/end_call.lua")),
+            insert_room: Lua::new(include_str!("lua/insert_room.lua")),
+            join_room: Lua::new(include_str!("lua/join_room.lua")),
+            list: Lua::new(include_str!("lua/list.lua")),
+            room: Lua::new(include_str!("lua/room.lua")),
+            livekit_room: Lua::new(include_str!("lua/livekit_room.lua")),
+        };
+        Self {
+            client,
+            options,
+            prefix,
+            scripts,
+        }
+    }
+
+    /// Runs one Redis round trip, recording its latency and failure under `op`.
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = FredResult<T>>,
+    ) -> StoreResult<T> {
+        let started = Instant::now();
+        let result = fut.await;
+        metrics::redis_command(op, started.elapsed(), result.is_ok());
+        result.map_err(|e| Unavailable(format!("{op}: {e}")))
+    }
+
+    /// Runs a script by hash, loading it when Redis does not know it yet. (fred's own
+    /// `evalsha` helpers bypass per-command options, hence `custom`.)
+    async fn eval(&self, op: &'static str, lua: &Lua, args: Vec<String>) -> StoreResult<Value> {
+        let client = self.client.with_options(&self.options);
+        let mut full = Vec::with_capacity(args.len() + 3);
+        full.extend([
+            lua.script.sha1().to_string(),
+            "0".to_owned(),
+            self.prefix.clone(),
+        ]);
+        full.extend(args);
+        let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
+        self.timed(op, async {
+            match client
+                .custom::<Value, _>(evalsha.clone(), full.clone())
+                .await
+            {
+                Err(e) if e.details().starts_with("NOSCRIPT") => {
+                    let source = lua.script.lua().map(|s| s.to_string()).unwrap_or_default();
+                    let load = CustomCommand::new_static("SCRIPT", ClusterHash::FirstKey, false);
+                    client
+                        .custom::<Value, _>(load, vec!["LOAD".to_owned(), source])
+                        .await?;
+                    client.custom(evalsha, full).await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
+    async fn get_doc<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        key: String,
+    ) -> StoreResult<Option<T>> {
+        let client = self.client.with_options(&self.options);
+        let raw: Option<String> = self.timed(op, client.get(key)).await?;
+        raw.map(|s| parse(&s)).transpose()
+    }
+}
+
+fn parse<T: DeserializeOwned>(doc: &str) -> StoreResult<T> {
+    serde_json::from_str(doc).map_err(|e| Unavailable(format!("corrupt document: {e}")))
+}
+
+fn text(v: Value) -> StoreResult<String> {
+    v.into_string()
+        .ok_or_else(|| Unavailable("unexpected reply from Redis".into()))
+}
+
+/// Reads `{doc, participants}` as a script returns it.
+fn room_entry(doc: Value, participants: Value) -> StoreResult<Room> {
+    let mut room: Room = parse(&text(doc)?)?;
+    room.participants = participants
+        .into_array()
+        .into_iter()
+        .map(|v| {
+            text(v).and_then(|s| {
+                UserId::parse(&s).ok_or_else(|| Unavailable("bad participant".into()))
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok(room)
+}
+
+/// Splits a script's array reply into a tag and the rest.
+fn tagged(v: Value) -> StoreResult<(String, std::vec::IntoIter<Value>)> {
+    let mut items = v.into_array().into_iter();
+    let tag = items.next().map(text).transpose()?.unwrap_or_default();
+    Ok((tag, items))
+}
+
+fn next(items: &mut std::vec::IntoIter<Value>) -> Value {
+    items.next().unwrap_or(Value::Null)
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// The index `GET /calls` reads for a filter (see `insert_call.lua`).
+fn call_index(filter: CallFilter) -> String {
+    let base = match filter.user {
+        Some(user) => format!("user:{user}:calls"),
+        None => "calls".to_owned(),
+    };
+    match filter.status {
+        Some(status) => format!("{base}:{}", status.as_str()),
+        None => base,
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn insert_user(&self, user: &User) -> StoreResult<()> {
+        let args = vec![
+            user.id.to_string(),
+            json(user),
+            user.created_at.millis().to_string(),
+        ];
+        self.eval("insert_user", &self.scripts.insert_user, args)
+            .await
+            .map(drop)
+    }
+
+    async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
+        self.get_doc("get_user", format!("{}user:{id}", self.prefix))
+            .await
+    }
+
+    async fn users(&self, limit: usize) -> StoreResult<Vec<User>> {
+        let reply = self
+            .list("list_users", "users", limit, "asc", "user")
+            .await?;
+        reply
+            .into_iter()
+            .filter(|v| !v.is_null())
+            .map(|v| parse(&text(v)?))
+            .collect()
+    }
+
+    async fn insert_call(&self, call: &Call) -> StoreResult<NewCall> {
+        let args = vec![
+            call.id.to_string(),
+            call.from_user_id.to_string(),
+            call.to_user_id.to_string(),
+            call.room_name.to_string(),
+            json(call),
+            call.start_time.millis().to_string(),
+        ];
+        let (tag, mut rest) = tagged(
+            self.eval("insert_call", &self.scripts.insert_call, args)
+                .await?,
+        )?;
+        let value = text(next(&mut rest))?;
+        if tag == "ok" {
+            Ok(NewCall::Stored {
+                caller: parse(&value)?,
+            })
+        } else {
+            let missing = UserId::parse(&value).ok_or_else(|| Unavailable("bad user id".into()))?;
+            Ok(NewCall::NoUser(missing))
+        }
+    }
+
+    async fn call(&self, id: CallId) -> StoreResult<Option<Call>> {
+        self.get_doc("get_call", format!("{}call:{id}", self.prefix))
+            .await
+    }
+
+    async fn calls(&self, filter: CallFilter, limit: usize) -> StoreResult<Vec<Call>> {
+        let reply = self
+            .list("list_calls", &call_index(filter), limit, "desc", "call")
+            .await?;
+        reply
+            .into_iter()
+            .filter(|v| !v.is_null())
+            .map(|v| parse(&text(v)?))
+            .collect()
+    }
+
+    async fn end_call(&self, id: CallId, at: Timestamp) -> StoreResult<EndCall> {
+        let at = json(&at).trim_matches('"').to_owned();
+        let reply = self
+            .eval("end_call", &self.scripts.end_call, vec![id.to_string(), at])
+            .await?;
+        let (tag, mut rest) = tagged(reply)?;
+        match tag.as_str() {
+            "ended" => Ok(EndCall::Ended(parse(&text(next(&mut rest))?)?)),
+            "already" => Ok(EndCall::AlreadyEnded(parse(&text(next(&mut rest))?)?)),
+            _ => Ok(EndCall::NotFound),
+        }
+    }
+
+    async fn insert_room(&self, room: &Room) -> StoreResult<()> {
+        let args = vec![
+            room.id.to_string(),
+            room.room_name.to_string(),
+            json(room),
+            room.created_at.millis().to_string(),
+        ];
+        self.eval("insert_room", &self.scripts.insert_room, args)
+            .await
+            .map(drop)
+    }
+
+    async fn room(&self, id: RoomId) -> StoreResult<Option<Room>> {
+        let reply = self
+            .eval("get_room", &self.scripts.room, vec![id.to_string()])
+            .await?;
+        if reply.is_null() {
+            return Ok(None);
+        }
+        let mut items = reply.into_array().into_iter();
+        room_entry(next(&mut items), next(&mut items)).map(Some)
+    }
+
+    async fn rooms(&self, limit: usize) -> StoreResult<Vec<Room>> {
+        let reply = self
+            .list("list_rooms", "rooms", limit, "asc", "room")
+            .await?;
+        reply
+            .into_iter()
+            .filter(|v| !v.is_null())
+            .map(|v| {
+                let mut items = v.into_array().into_iter();
+                room_entry(next(&mut items), next(&mut items))
+            })
+            .collect()
+    }
+
+    async fn join_room(&self, room: RoomId, user: UserId) -> StoreResult<Join> {
+        let args = vec![room.to_string(), user.to_string()];
+        let (tag, mut rest) = tagged(
+            self.eval("join_room", &self.scripts.join_room, args)
+                .await?,
+        )?;
+        match tag.as_str() {
+            "ok" => {
+                let user = parse(&text(next(&mut rest))?)?;
+                let room = room_entry(next(&mut rest), next(&mut rest))?;
+                Ok(Join::Joined { room, user })
+            }
+            "no_user" => Ok(Join::NoUser),
+            _ => Ok(Join::NoRoom),
+        }
+    }
+
+    async fn livekit_room(&self, name: RoomName) -> StoreResult<Option<LiveKitRoom>> {
+        let reply = self
+            .eval(
+                "livekit_room",
+                &self.scripts.livekit_room,
+                vec![name.to_string()],
+            )
+            .await?;
+        if reply.is_null() {
+            return Ok(None);
+        }
+        let (tag, mut rest) = tagged(reply)?;
+        Ok(Some(match tag.as_str() {
+            "call" => LiveKitRoom::Call(parse(&text(next(&mut rest))?)?),
+            _ => LiveKitRoom::Room(room_entry(next(&mut rest), next(&mut rest))?),
+        }))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        if self.client.state() != ClientState::Connected {
+            return Err(Unavailable("not connected".into()));
+        }
+        let client = self.client.with_options(&self.options);
+        self.timed("ping", client.ping::<()>(None)).await
+    }
+}
+
+impl RedisStore {
+    async fn list(
+        &self,
+        op: &'static str,
+        index: &str,
+        limit: usize,
+        order: &str,
+        kind: &str,
+    ) -> StoreResult<Vec<Value>> {
+        let args = vec![
+            index.to_owned(),
+            limit.to_string(),
+            order.to_owned(),
+            kind.to_owned(),
+        ];
+        Ok(self.eval(op, &self.scripts.list, args).await?.into_array())
+    }
+}

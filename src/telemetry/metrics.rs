@@ -1,0 +1,208 @@
+//! Every metric the service exports, declared in one place: names with units, help
+//! texts, explicit buckets, and labels of bounded cardinality only (never ids).
+
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const HTTP_REQUESTS: &str = "switchboard_http_requests_total";
+const HTTP_DURATION: &str = "switchboard_http_request_duration_seconds";
+const HTTP_IN_FLIGHT: &str = "switchboard_http_requests_in_flight";
+const SOCKETS: &str = "switchboard_socketio_clients";
+const EVENTS_PUBLISHED: &str = "switchboard_events_published_total";
+const EVENTS_PUBLISH_FAILED: &str = "switchboard_events_publish_failures_total";
+const EVENTS_EMITTED: &str = "switchboard_events_emitted_total";
+const EVENTS_DROPPED: &str = "switchboard_events_dropped_total";
+const RELAY_DELAY: &str = "switchboard_relay_delay_seconds";
+const REDIS_DURATION: &str = "switchboard_redis_command_duration_seconds";
+const REDIS_ERRORS: &str = "switchboard_redis_errors_total";
+const REDIS_CONNECTED: &str = "switchboard_redis_connected";
+const READY: &str = "switchboard_ready";
+const CALLS_STARTED: &str = "switchboard_calls_started_total";
+const CALLS_ENDED: &str = "switchboard_calls_ended_total";
+const ROOMS_CREATED: &str = "switchboard_rooms_created_total";
+const ROOM_JOINS: &str = "switchboard_room_joins_total";
+const USERS_REGISTERED: &str = "switchboard_users_registered_total";
+const TOKENS_ISSUED: &str = "switchboard_livekit_tokens_issued_total";
+const BUILD_INFO: &str = "switchboard_build_info";
+
+/// Request latencies: from half a millisecond to ten seconds.
+const HTTP_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+/// Redis round trips and relay hops: from 100 µs to a second.
+const FAST_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// Installs the process-wide recorder once (tests run many apps in one process) and
+/// returns the handle `/metrics` renders.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), HTTP_BUCKETS)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(RELAY_DELAY.into()), FAST_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(REDIS_DURATION.into()), FAST_BUCKETS))
+                .expect("bucket lists are non-empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            if ::metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            describe();
+            gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "commit" => option_env!("SWITCHBOARD_COMMIT").unwrap_or("unknown")).set(1.0);
+            let upkeep = handle.clone();
+            std::thread::spawn(move || loop {
+                // Histograms and summaries drain on upkeep; without it they grow without bound.
+                std::thread::sleep(Duration::from_secs(5));
+                upkeep.run_upkeep();
+            });
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests served, by method, route template and status"
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP request duration, by method, route template and status"
+    );
+    describe_gauge!(HTTP_IN_FLIGHT, "HTTP requests being served now");
+    describe_gauge!(
+        SOCKETS,
+        "Socket.IO clients connected to this replica, by transport at connect time"
+    );
+    describe_counter!(
+        EVENTS_PUBLISHED,
+        "Events this replica published on the bus, by event name"
+    );
+    describe_counter!(
+        EVENTS_PUBLISH_FAILED,
+        "Events whose change was stored but whose publish failed"
+    );
+    describe_counter!(
+        EVENTS_EMITTED,
+        "Events this replica emitted to its local sockets, by event name"
+    );
+    describe_counter!(
+        EVENTS_DROPPED,
+        "Events lost because this replica's relay fell behind the bus"
+    );
+    describe_histogram!(
+        RELAY_DELAY,
+        Unit::Seconds,
+        "Time from publish on any replica to emit on this one"
+    );
+    describe_histogram!(
+        REDIS_DURATION,
+        Unit::Seconds,
+        "Redis round-trip time, by operation"
+    );
+    describe_counter!(
+        REDIS_ERRORS,
+        "Redis operations that failed or timed out, by operation"
+    );
+    describe_gauge!(
+        REDIS_CONNECTED,
+        "1 while the Redis client is connected, by client (data, subscriber)"
+    );
+    describe_gauge!(
+        READY,
+        "1 while this replica is ready (store reachable, relay subscribed)"
+    );
+    describe_counter!(CALLS_STARTED, "Calls started");
+    describe_counter!(CALLS_ENDED, "Calls ended");
+    describe_counter!(ROOMS_CREATED, "Rooms created");
+    describe_counter!(ROOM_JOINS, "Successful room joins (repeat joins included)");
+    describe_counter!(USERS_REGISTERED, "Users registered");
+    describe_counter!(TOKENS_ISSUED, "LiveKit access tokens issued");
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the labels carry the version and commit"
+    );
+}
+
+pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.to_string()),
+    ];
+    counter!(HTTP_REQUESTS, &labels).increment(1);
+    histogram!(HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
+}
+
+pub fn http_in_flight(delta: f64) {
+    gauge!(HTTP_IN_FLIGHT).increment(delta);
+}
+
+pub fn socket_connected(transport: &'static str, delta: f64) {
+    gauge!(SOCKETS, "transport" => transport).increment(delta);
+}
+
+pub fn event_published(event: &'static str) {
+    counter!(EVENTS_PUBLISHED, "event" => event).increment(1);
+}
+
+pub fn event_publish_failed(event: &'static str) {
+    counter!(EVENTS_PUBLISH_FAILED, "event" => event).increment(1);
+}
+
+/// `event` comes from the bus; only the contract's names are used as labels.
+pub fn event_emitted(event: &'static str, delay: Duration) {
+    counter!(EVENTS_EMITTED, "event" => event).increment(1);
+    histogram!(RELAY_DELAY).record(delay.as_secs_f64());
+}
+
+pub fn events_dropped(n: u64) {
+    counter!(EVENTS_DROPPED).increment(n);
+}
+
+pub fn redis_command(op: &'static str, elapsed: Duration, ok: bool) {
+    histogram!(REDIS_DURATION, "op" => op).record(elapsed.as_secs_f64());
+    if !ok {
+        counter!(REDIS_ERRORS, "op" => op).increment(1);
+    }
+}
+
+pub fn redis_connected(client: &'static str, connected: bool) {
+    gauge!(REDIS_CONNECTED, "client" => client).set(if connected { 1.0 } else { 0.0 });
+}
+
+pub fn ready(ready: bool) {
+    gauge!(READY).set(if ready { 1.0 } else { 0.0 });
+}
+
+pub fn call_started() {
+    counter!(CALLS_STARTED).increment(1);
+}
+
+pub fn call_ended() {
+    counter!(CALLS_ENDED).increment(1);
+}
+
+pub fn room_created() {
+    counter!(ROOMS_CREATED).increment(1);
+}
+
+pub fn room_joined() {
+    counter!(ROOM_JOINS).increment(1);
+}
+
+pub fn user_registered() {
+    counter!(USERS_REGISTERED).increment(1);
+}
+
+pub fn token_issued() {
+    counter!(TOKENS_ISSUED).increment(1);
+}
