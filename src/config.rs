@@ -27,7 +27,7 @@ pub struct Config {
     pub redis_namespace: String,
 
     /// Longest wait for one Redis command before answering 503, in milliseconds.
-    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value = "2000", value_parser = millis)]
+    #[arg(long = "redis-timeout-ms", env = "REDIS_TIMEOUT_MS", default_value = "2000", value_parser = millis)]
     pub redis_timeout: Duration,
 
     /// The LiveKit server URL returned to clients as `url`.

@@ -1,0 +1,19 @@
+// One real Socket.IO client for the integration tests: connects to argv[2] with the
+// transport mode argv[3] (polling | websocket | upgrade) and prints one JSON line per
+// happening on stdout: {"type":"connect"|"upgrade"|"event"|"disconnect"|"error", ...}.
+// It exits when stdin closes, so a test that drops its handle leaves no process behind.
+import { io } from 'socket.io-client';
+
+const [url, mode = 'websocket'] = process.argv.slice(2);
+const transports = { polling: ['polling'], websocket: ['websocket'], upgrade: ['polling', 'websocket'] }[mode];
+const say = (line) => process.stdout.write(JSON.stringify(line) + '\n');
+
+const socket = io(url, { transports, reconnectionDelay: 100, reconnectionDelayMax: 500 });
+socket.on('connect', () => say({ type: 'connect', id: socket.id, transport: socket.io.engine.transport.name }));
+socket.io.on('open', () => socket.io.engine.on('upgrade', (t) => say({ type: 'upgrade', transport: t.name })));
+socket.on('disconnect', (reason) => say({ type: 'disconnect', reason }));
+socket.on('connect_error', (err) => say({ type: 'error', message: err.message }));
+socket.onAny((name, ...args) => say({ type: 'event', name, args }));
+
+process.stdin.on('end', () => { socket.close(); process.exit(0); });
+process.stdin.resume();

@@ -1,0 +1,7 @@
+//! Integration tests: the real app over real sockets, against a real Redis.
+
+mod binary;
+mod cluster;
+mod contract;
+mod outage;
+mod support;

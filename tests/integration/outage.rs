@@ -1,0 +1,70 @@
+//! Redis goes away under running replicas: requests fail fast with 503 and change
+//! nothing, readiness drops, and everything recovers without a restart.
+
+use crate::support::{Mode, RedisServer, SioClient, TestApp, eventually};
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_redis_outage_is_503_and_replicas_recover_by_themselves() {
+    let mut redis = RedisServer::start();
+    let replicas = [
+        TestApp::redis(&redis, "outage").await,
+        TestApp::redis(&redis, "outage").await,
+    ];
+    let mut clients = Vec::new();
+    for replica in &replicas {
+        clients.push(SioClient::connect(&replica.base, Mode::Websocket).await);
+    }
+
+    redis.kill();
+    for replica in &replicas {
+        let api = replica.api.clone();
+        eventually("/readyz to turn 503", || {
+            let api = api.clone();
+            async move { api.get("/readyz").await.0 == StatusCode::SERVICE_UNAVAILABLE }
+        })
+        .await;
+        // Answered (within the client's bound), not left hanging.
+        let (status, body) = replica
+            .api
+            .post("/users", json!({ "name": "during" }))
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["code"], "store_unavailable");
+        let (status, _) = replica.api.get("/users").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    redis.restart();
+    for replica in &replicas {
+        let api = replica.api.clone();
+        eventually("/readyz to turn 200 again", || {
+            let api = api.clone();
+            async move { api.get("/readyz").await.0 == StatusCode::OK }
+        })
+        .await;
+    }
+    // Both replicas write and relay again; the refused writes left nothing behind.
+    for (i, replica) in replicas.iter().enumerate() {
+        let name = format!("after-{i}");
+        let id = replica.api.user(&name).await;
+        for client in &mut clients {
+            let (event, arg) = client.next_event().await;
+            assert_eq!(event, "user.registered");
+            assert_eq!(
+                arg["data"],
+                json!({ "id": id, "name": name }),
+                "the first event after the outage"
+            );
+        }
+    }
+    let (_, users) = replicas[0].api.get("/users").await;
+    let names: Vec<_> = users
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| u["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("after-0"), json!("after-1")]);
+}

@@ -1,0 +1,141 @@
+//! Replicas of the real app, in process on loopback port 0, and an HTTP client for them.
+
+use super::{RedisServer, eventually};
+use clap::Parser;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use switchboard::Config;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// One running replica; shut down when dropped.
+pub struct TestApp {
+    pub base: String,
+    pub api: Api,
+    _shutdown: oneshot::Sender<()>,
+}
+
+/// The LiveKit credentials every test replica signs with.
+pub const API_KEY: &str = "test-key";
+pub const API_SECRET: &str = "test-secret-that-is-long-enough";
+pub const TOKEN_TTL_S: u64 = 120;
+
+impl TestApp {
+    /// A replica on the embedded store.
+    pub async fn memory() -> Self {
+        Self::spawn(None, "unused").await
+    }
+
+    /// A replica of the cluster sharing `redis` under `namespace`.
+    pub async fn redis(redis: &RedisServer, namespace: &str) -> Self {
+        Self::spawn(Some(redis.url()), namespace).await
+    }
+
+    async fn spawn(redis_url: Option<String>, namespace: &str) -> Self {
+        let ttl = TOKEN_TTL_S.to_string();
+        let mut cfg = Config::try_parse_from([
+            "switchboard",
+            "--redis-namespace",
+            namespace,
+            "--livekit-url",
+            "wss://livekit.test",
+            "--livekit-api-key",
+            API_KEY,
+            "--livekit-api-secret",
+            API_SECRET,
+            "--livekit-token-ttl",
+            &ttl,
+            "--redis-timeout-ms",
+            "1000",
+            "--cors-origins",
+            "*",
+        ])
+        .expect("valid flags");
+        // The environment must not switch a memory test to Redis.
+        cfg.redis_url = redis_url;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = rx.await;
+            };
+            if let Err(e) = switchboard::run(cfg, listener, shutdown).await {
+                panic!("replica failed: {e}");
+            }
+        });
+        let app = Self {
+            api: Api::new(&base),
+            base,
+            _shutdown: tx,
+        };
+        let api = app.api.clone();
+        eventually("the replica to be ready", || {
+            let api = api.clone();
+            async move { api.get("/readyz").await.0 == StatusCode::OK }
+        })
+        .await;
+        app
+    }
+}
+
+/// A thin JSON-over-HTTP client.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(super::WAIT)
+            .build()
+            .expect("client");
+        Self {
+            base: base.to_owned(),
+            http,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("the replica answers");
+        let status = res.status();
+        let text = res.text().await.expect("a body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// A raw request, for bodies and headers the JSON helpers cannot send.
+    pub fn raw(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    /// Registers a user and returns its id.
+    pub async fn user(&self, name: &str) -> String {
+        let (status, body) = self
+            .post("/users", serde_json::json!({ "name": name }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().expect("id").to_owned()
+    }
+}

@@ -1,0 +1,132 @@
+//! A Socket.IO client: the npm `socket.io-client` in a Node process (`tests/client`),
+//! reporting each happening as a JSON line.
+
+use super::WAIT;
+use serde_json::Value;
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    Polling,
+    Websocket,
+    /// Polling first, then the upgrade to websocket.
+    Upgrade,
+}
+
+pub struct SioClient {
+    lines: mpsc::UnboundedReceiver<Value>,
+    _child: Child,
+}
+
+impl SioClient {
+    /// Connects and waits for the `connect` (and, in upgrade mode, the upgrade).
+    pub async fn connect(base: &str, mode: Mode) -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/client/client.mjs");
+        let mode_arg = match mode {
+            Mode::Polling => "polling",
+            Mode::Websocket => "websocket",
+            Mode::Upgrade => "upgrade",
+        };
+        let mut child = Command::new("node")
+            .args([script, base, mode_arg])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node must be installed");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut client = Self {
+            lines,
+            _child: child,
+        };
+        match mode {
+            Mode::Polling | Mode::Websocket => {
+                let connected = client.next_of("connect").await;
+                let expected = if let Mode::Polling = mode {
+                    "polling"
+                } else {
+                    "websocket"
+                };
+                assert_eq!(connected["transport"], expected);
+            }
+            // The upgrade may complete before or after the namespace connect.
+            Mode::Upgrade => {
+                let (mut connected, mut upgraded) = (false, false);
+                while !(connected && upgraded) {
+                    let line = client.next_line().await;
+                    assert_ne!(line["type"], "error", "client error: {line}");
+                    connected |= line["type"] == "connect";
+                    upgraded |= line["type"] == "upgrade" && line["transport"] == "websocket";
+                }
+            }
+        }
+        client
+    }
+
+    /// The next line of the given type, skipping others; fails after [`WAIT`].
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let line = self.next_line().await;
+            if line["type"] == kind {
+                return line;
+            }
+            assert_ne!(line["type"], "error", "client error: {line}");
+        }
+    }
+
+    async fn next_line(&mut self) -> Value {
+        match tokio::time::timeout(WAIT, self.lines.recv()).await {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!("the client process ended"),
+            Err(_) => panic!("no line from the client within {WAIT:?}"),
+        }
+    }
+
+    /// The next event as (name, its single argument).
+    pub async fn next_event(&mut self) -> (String, Value) {
+        let line = self.next_of("event").await;
+        let args = line["args"].as_array().cloned().unwrap_or_default();
+        assert_eq!(
+            args.len(),
+            1,
+            "every event carries exactly one argument: {line}"
+        );
+        (
+            line["name"].as_str().unwrap_or_default().to_owned(),
+            args[0].clone(),
+        )
+    }
+
+    /// Every event up to and excluding the first one `is_barrier` accepts.
+    pub async fn events_until(
+        &mut self,
+        is_barrier: impl Fn(&str, &Value) -> bool,
+    ) -> Vec<(String, Value)> {
+        let mut seen = Vec::new();
+        loop {
+            let (name, arg) = self.next_event().await;
+            if is_barrier(&name, &arg) {
+                return seen;
+            }
+            seen.push((name, arg));
+        }
+    }
+
+    /// Waits for the server to disconnect this client.
+    pub async fn disconnected(&mut self) -> Value {
+        self.next_of("disconnect").await
+    }
+}
