@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need when it is missing (Debian's
-# redis-server, the npm Socket.IO client), then runs formatting, lints and every test.
+# redis-server, the npm Socket.IO client, promtool and the deploy validators), then runs
+# formatting, lints, the deploy checks and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,5 +16,14 @@ command -v node >/dev/null || apt_install nodejs npm
 (cd tests/client && npm ci --no-audit --no-fund --loglevel=error)
 
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Static checks of deploy/ and k8s/; installs promtool under .venv-ops/tools.
+scripts/check-deploy.sh
+export PATH="$PWD/.venv-ops/tools/prometheus/usr/bin:$PATH"
+
+cargo test --workspace --locked
+
+# Every metric the dashboard and the alerts query exists in a real scrape (saved by the
+# metrics test above).
+.venv-ops/bin/python scripts/check_deploy.py metrics target/tmp/metrics-scrape.txt

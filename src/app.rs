@@ -21,7 +21,6 @@ use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 
 /// Why a replica could not start.
 #[derive(Debug, thiserror::Error)]
@@ -46,22 +45,13 @@ pub struct App {
 impl App {
     pub async fn build(cfg: &Config) -> Result<Self, StartError> {
         let (store, bus, redis): (Arc<dyn Store>, Arc<dyn EventBus>, _) = match &cfg.redis_url {
-            None => (
-                Arc::new(MemoryStore::new()),
-                Arc::new(LocalBus::new()),
-                None,
-            ),
+            None => (Arc::new(MemoryStore::new()), Arc::new(LocalBus::new()), None),
             Some(url) => {
                 let (client, subscriber) = redis_clients(url, cfg.redis_timeout)?;
                 let options = command_options(cfg.redis_timeout);
                 let prefix = cfg.redis_prefix();
                 let store = RedisStore::new(client.clone(), options.clone(), prefix.clone());
-                let bus = RedisBus::new(
-                    client.clone(),
-                    options,
-                    subscriber.clone(),
-                    format!("{prefix}events"),
-                );
+                let bus = RedisBus::new(client.clone(), options, subscriber.clone(), format!("{prefix}events"));
                 (Arc::new(store), Arc::new(bus), Some((client, subscriber)))
             }
         };
@@ -72,12 +62,10 @@ impl App {
             cfg.livekit_token_ttl,
         );
         let (sio_layer, io) = realtime::layer();
-        let mut tasks = vec![realtime::spawn_relay(bus.as_ref(), io.clone())];
+        let mut tasks =
+            vec![realtime::spawn_relay(bus.as_ref(), io.clone()), tokio::spawn(realtime::count_clients(io.clone()))];
         if let Some((client, subscriber)) = &redis {
-            tasks.push(tokio::spawn(watch_connections(
-                client.clone(),
-                subscriber.clone(),
-            )));
+            tasks.push(tokio::spawn(watch_connections(client.clone(), subscriber.clone())));
         }
         let state = AppState {
             service: Arc::new(Service::new(store, bus, tokens)),
@@ -89,17 +77,10 @@ impl App {
         let router = http::router(state.clone()).layer(sio_layer).layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(TraceLayer::new_for_http())
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(cors(&cfg.cors_origins)?),
         );
-        Ok(Self {
-            router,
-            io,
-            state,
-            redis,
-            tasks,
-        })
+        Ok(Self { router, io, state, redis, tasks })
     }
 
     /// Stops background work and closes Redis connections (after serving has ended).
@@ -117,8 +98,7 @@ impl App {
 /// Builds (and starts connecting) the data and subscriber clients. They retry forever, so a
 /// replica started before Redis becomes ready by itself once Redis is up.
 fn redis_clients(url: &str, timeout: Duration) -> Result<(Client, SubscriberClient), StartError> {
-    let mut config = fred::prelude::Config::from_url(url)
-        .map_err(|e| StartError::RedisUrl(e.details().to_string()))?;
+    let mut config = fred::prelude::Config::from_url(url).map_err(|e| StartError::RedisUrl(e.details().to_string()))?;
     config.fail_fast = false;
     let mut builder = Builder::from_config(config);
     builder
@@ -145,12 +125,7 @@ fn redis_clients(url: &str, timeout: Duration) -> Result<(Client, SubscriberClie
 
 /// Every store and bus command: fail at once while disconnected, wait at most `timeout`.
 fn command_options(timeout: Duration) -> Options {
-    Options {
-        fail_fast: true,
-        timeout: Some(timeout),
-        max_attempts: Some(1),
-        ..Default::default()
-    }
+    Options { fail_fast: true, timeout: Some(timeout), max_attempts: Some(1), ..Default::default() }
 }
 
 /// Keeps the connection gauges current.

@@ -128,9 +128,7 @@ fn seconds(s: &str) -> Result<Duration, String> {
 }
 
 fn seconds_or_zero(s: &str) -> Result<Duration, String> {
-    s.parse::<u64>()
-        .map(Duration::from_secs)
-        .map_err(|_| "must be a whole number of seconds".into())
+    s.parse::<u64>().map(Duration::from_secs).map_err(|_| "must be a whole number of seconds".into())
 }
 
 fn millis(s: &str) -> Result<Duration, String> {
@@ -157,12 +155,8 @@ mod tests {
 
     #[test]
     fn cors_origins_split_on_commas() {
-        let c = Config::try_parse_from([
-            "switchboard",
-            "--cors-origins",
-            "https://a.test,https://b.test",
-        ])
-        .expect("parses");
+        let c =
+            Config::try_parse_from(["switchboard", "--cors-origins", "https://a.test,https://b.test"]).expect("parses");
         assert_eq!(c.cors_origins, vec!["https://a.test", "https://b.test"]);
     }
 
@@ -182,10 +176,7 @@ mod tests {
         ])
         .expect("parses");
         let shown = format!("{c:?}");
-        assert!(
-            !shown.contains("s3cr3t-value") && !shown.contains("hunter2"),
-            "{shown}"
-        );
+        assert!(!shown.contains("s3cr3t-value") && !shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("db:6379"));
     }
 }

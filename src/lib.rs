@@ -38,22 +38,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let app = App::build(&cfg).await?;
-    let (io, draining, drain_period) =
-        (app.io.clone(), app.state.draining.clone(), cfg.drain_period);
+    let (io, draining, drain_period) = (app.io.clone(), app.state.draining.clone(), cfg.drain_period);
     let graceful = async move {
         shutdown.await;
         draining.store(true, Ordering::Release);
-        tracing::info!(
-            drain_period_s = drain_period.as_secs(),
-            "shutting down: draining"
-        );
+        tracing::info!(drain_period_s = drain_period.as_secs(), "shutting down: draining");
         tokio::time::sleep(drain_period).await;
         io.close().await;
         tracing::info!("sockets closed; finishing in-flight requests");
     };
-    let served = axum::serve(listener, app.router.clone())
-        .with_graceful_shutdown(graceful)
-        .await;
+    let served = axum::serve(listener, app.router.clone()).with_graceful_shutdown(graceful).await;
     app.close().await;
     served.map_err(StartError::Io)
 }

@@ -15,9 +15,7 @@ pub struct Grant {
 /// The token is a credential: never print it.
 impl fmt::Debug for Grant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Grant")
-            .field("url", &self.url)
-            .finish_non_exhaustive()
+        f.debug_struct("Grant").field("url", &self.url).finish_non_exhaustive()
     }
 }
 
@@ -36,21 +34,11 @@ pub struct SigningFailed;
 
 impl TokenIssuer {
     pub fn new(api_key: String, api_secret: String, url: String, ttl: Duration) -> Self {
-        Self {
-            api_key,
-            api_secret,
-            url,
-            ttl,
-        }
+        Self { api_key, api_secret, url, ttl }
     }
 
     /// A token to join (publish, subscribe, send data in) one room, and nothing more.
-    pub fn grant(
-        &self,
-        identity: UserId,
-        name: &Name,
-        room: RoomName,
-    ) -> Result<Grant, SigningFailed> {
+    pub fn grant(&self, identity: UserId, name: &Name, room: RoomName) -> Result<Grant, SigningFailed> {
         let grants = VideoGrants {
             room_join: true,
             room: room.to_string(),
@@ -67,10 +55,7 @@ impl TokenIssuer {
             .to_jwt()
             .map_err(|_| SigningFailed)?;
         crate::telemetry::metrics::token_issued();
-        Ok(Grant {
-            token,
-            url: self.url.clone(),
-        })
+        Ok(Grant { token, url: self.url.clone() })
     }
 }
 
@@ -81,20 +66,12 @@ mod tests {
 
     #[test]
     fn tokens_carry_identity_name_room_grants_and_ttl() {
-        let issuer = TokenIssuer::new(
-            "key".into(),
-            "a-long-test-secret".into(),
-            "wss://lk".into(),
-            Duration::from_secs(600),
-        );
+        let issuer =
+            TokenIssuer::new("key".into(), "a-long-test-secret".into(), "wss://lk".into(), Duration::from_secs(600));
         let (user, room) = (UserId::new(), RoomName::new());
-        let grant = issuer
-            .grant(user, &Name::parse("Ana").expect("valid"), room)
-            .expect("signs");
+        let grant = issuer.grant(user, &Name::parse("Ana").expect("valid"), room).expect("signs");
         assert_eq!(grant.url, "wss://lk");
-        let claims = TokenVerifier::with_api_key("key", "a-long-test-secret")
-            .verify(&grant.token)
-            .expect("verifies");
+        let claims = TokenVerifier::with_api_key("key", "a-long-test-secret").verify(&grant.token).expect("verifies");
         assert_eq!(claims.sub, user.to_string());
         assert_eq!(claims.name, "Ana");
         assert_eq!(claims.iss, "key");
@@ -102,10 +79,6 @@ mod tests {
         assert!(claims.video.room_join && !claims.video.room_admin && !claims.video.room_create);
         assert_eq!(claims.video.room, room.to_string());
         assert_eq!(claims.video.can_publish_data, Some(true));
-        assert!(
-            TokenVerifier::with_api_key("key", "another-secret")
-                .verify(&grant.token)
-                .is_err()
-        );
+        assert!(TokenVerifier::with_api_key("key", "another-secret").verify(&grant.token).is_err());
     }
 }

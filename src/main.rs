@@ -9,16 +9,13 @@ use tokio::signal::unix::{SignalKind, signal};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cfg = Config::parse();
-    switchboard::telemetry::init_logging(cfg.log_format);
+    let telemetry = switchboard::telemetry::init(cfg.log_format);
     if cfg.uses_dev_credentials() {
         tracing::warn!(
             "using LiveKit's public dev credentials; set LIVEKIT_API_KEY and LIVEKIT_API_SECRET in production"
         );
     }
-    let mode = cfg
-        .redis_url
-        .as_deref()
-        .map_or("embedded memory store".to_owned(), config::redact_url);
+    let mode = cfg.redis_url.as_deref().map_or("embedded memory store".to_owned(), config::redact_url);
     let listener = match TcpListener::bind(cfg.addr()).await {
         Ok(l) => l,
         Err(e) => {
@@ -27,21 +24,17 @@ async fn main() -> std::process::ExitCode {
         }
     };
     tracing::info!(addr = %cfg.addr(), store = %mode, "switchboard listening");
-    match switchboard::run(cfg, listener, terminated()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "switchboard stopped");
-            std::process::ExitCode::FAILURE
-        }
+    let served = switchboard::run(cfg, listener, terminated()).await;
+    if let Err(e) = &served {
+        tracing::error!(error = %e, "switchboard stopped");
     }
+    telemetry.shutdown();
+    if served.is_ok() { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
 }
 
 /// Completes on the first SIGTERM or SIGINT.
 async fn terminated() {
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         return std::future::pending().await;
     };
     tokio::select! {

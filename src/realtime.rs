@@ -4,33 +4,34 @@
 
 use crate::domain::Event;
 use crate::events::{self, Delivery, EventBus, Incoming};
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, trace};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use socketioxide::layer::SocketIoLayer;
-use socketioxide::socket::DisconnectReason;
 use socketioxide::{SocketIo, TransportType, extract::SocketRef};
 use std::time::Duration;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// The Socket.IO layer (path `/socket.io/`) and the handle that emits to its sockets.
 pub fn layer() -> (SocketIoLayer, SocketIo) {
     let (layer, io) = SocketIo::builder().build_layer();
-    // The default namespace must exist before anything emits to it.
-    io.ns("/", on_connect);
+    // The default namespace must exist before anything emits to it. Clients only listen.
+    io.ns("/", async |_: SocketRef| {});
     (layer, io)
 }
 
-async fn on_connect(socket: SocketRef) {
-    let transport = match socket.transport_type() {
-        TransportType::Polling => "polling",
-        TransportType::Websocket => "websocket",
-    };
-    metrics::socket_connected(transport, 1.0);
-    socket.on_disconnect(async move |_: SocketRef, _: DisconnectReason| {
-        metrics::socket_connected(transport, -1.0);
-    });
+/// Keeps the connected-clients gauge current, by each socket's transport now (a
+/// polling client that upgraded counts as websocket).
+pub async fn count_clients(io: SocketIo) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let sockets = io.sockets();
+        let websocket = sockets.iter().filter(|s| s.transport_type() == TransportType::Websocket).count();
+        metrics::socket_clients(sockets.len() - websocket, websocket);
+    }
 }
 
 /// The one argument of every emitted event.
@@ -63,15 +64,12 @@ async fn emit(io: &SocketIo, text: &str) {
     let Some(name) = Event::known_name(incoming.event) else {
         return tracing::warn!(event = incoming.event, "ignoring an unknown event");
     };
-    if let Err(e) = io
-        .emit(
-            name,
-            &Payload {
-                data: incoming.data,
-            },
-        )
-        .await
-    {
+    let span =
+        tracing::info_span!("relay", otel.name = %format_args!("emit {name}"), otel.kind = "consumer", event = name);
+    if let Some(traceparent) = incoming.traceparent {
+        trace::continue_from(&span, traceparent);
+    }
+    if let Err(e) = io.emit(name, &Payload { data: incoming.data }).instrument(span).await {
         tracing::warn!(event = name, error = %e, "emitting to local sockets failed");
     }
     let delay = events::now_us().saturating_sub(incoming.sent_at_us);

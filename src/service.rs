@@ -2,8 +2,7 @@
 //! publish; a failed request stores nothing and publishes nothing.
 
 use crate::domain::{
-    Call, CallFilter, CallId, Event, LiveKitRoom, Name, Room, RoomId, RoomName, Timestamp, User,
-    UserId,
+    Call, CallFilter, CallId, Event, LiveKitRoom, Name, Room, RoomId, RoomName, Timestamp, User, UserId,
 };
 use crate::events::{self, EventBus};
 use crate::livekit::{Grant, SigningFailed, TokenIssuer};
@@ -148,20 +147,12 @@ impl Service {
         let grant = self.tokens.grant(user.id, &user.name, room.room_name)?;
         metrics::room_joined();
         self.publish(Event::room_joined(room.id, user.id)).await;
-        Ok(Joined {
-            room,
-            user: user.id,
-            grant,
-        })
+        Ok(Joined { room, user: user.id, grant })
     }
 
     /// A grant for the callee or caller of a live call, or a participant of a room.
     pub async fn token(&self, room_name: RoomName, user_id: UserId) -> Result<Grant> {
-        let owner = self
-            .store
-            .livekit_room(room_name)
-            .await?
-            .ok_or(Error::NoSuchLiveKitRoom(room_name))?;
+        let owner = self.store.livekit_room(room_name).await?.ok_or(Error::NoSuchLiveKitRoom(room_name))?;
         let user = self.user(user_id).await?;
         let (allowed, ended) = match &owner {
             LiveKitRoom::Call(call) => (call.involves(user.id), call.end_time.is_some()),
@@ -169,10 +160,7 @@ impl Service {
         };
         // Outsiders learn nothing about the call's state: 403 before 409.
         if !allowed {
-            return Err(Error::NotAParticipant {
-                user: user.id,
-                room: room_name,
-            });
+            return Err(Error::NotAParticipant { user: user.id, room: room_name });
         }
         if let (true, LiveKitRoom::Call(call)) = (ended, &owner) {
             return Err(Error::CallEnded(call.id));

@@ -63,10 +63,7 @@ impl Event {
     }
 
     pub fn user_registered(user: &User) -> Self {
-        Self::UserRegistered {
-            id: user.id,
-            name: user.name.clone(),
-        }
+        Self::UserRegistered { id: user.id, name: user.name.clone() }
     }
 
     pub fn room_created(room: &Room) -> Self {
@@ -79,20 +76,12 @@ impl Event {
     }
 
     pub fn room_joined(room: RoomId, user: UserId) -> Self {
-        Self::RoomJoined {
-            room_id: room,
-            user_id: user,
-        }
+        Self::RoomJoined { room_id: room, user_id: user }
     }
 
     /// Every event name of the contract.
-    pub const NAMES: [&'static str; 5] = [
-        "call.started",
-        "call.ended",
-        "user.registered",
-        "room.created",
-        "room.joined",
-    ];
+    pub const NAMES: [&'static str; 5] =
+        ["call.started", "call.ended", "user.registered", "room.created", "room.joined"];
 
     /// The contract's own name for `name`, if it is one (a bounded metric label).
     pub fn known_name(name: &str) -> Option<&'static str> {
@@ -135,20 +124,14 @@ mod tests {
     fn call_ended_carries_only_the_call_id() {
         let call = Call::new(UserId::new(), UserId::new());
         let v = wire(&Event::call_ended(&call));
-        assert_eq!(
-            v,
-            json!({"event": "call.ended", "data": {"callId": call.id}})
-        );
+        assert_eq!(v, json!({"event": "call.ended", "data": {"callId": call.id}}));
     }
 
     #[test]
     fn user_registered_carries_id_and_name() {
         let user = User::new(Name::parse("Ana").expect("valid"));
         let v = wire(&Event::user_registered(&user));
-        assert_eq!(
-            v,
-            json!({"event": "user.registered", "data": {"id": user.id, "name": "Ana"}})
-        );
+        assert_eq!(v, json!({"event": "user.registered", "data": {"id": user.id, "name": "Ana"}}));
     }
 
     #[test]
@@ -167,10 +150,7 @@ mod tests {
     fn room_joined_carries_room_and_user() {
         let (room, user) = (RoomId::new(), UserId::new());
         let v = wire(&Event::room_joined(room, user));
-        assert_eq!(
-            v,
-            json!({"event": "room.joined", "data": {"roomId": room, "userId": user}})
-        );
+        assert_eq!(v, json!({"event": "room.joined", "data": {"roomId": room, "userId": user}}));
     }
 
     #[test]

@@ -15,11 +15,7 @@ pub struct User {
 
 impl User {
     pub fn new(name: Name) -> Self {
-        Self {
-            id: UserId::new(),
-            name,
-            created_at: Timestamp::now(),
-        }
+        Self { id: UserId::new(), name, created_at: Timestamp::now() }
     }
 }
 
@@ -171,26 +167,8 @@ mod tests {
     fn filters_combine_user_and_status() {
         let (a, b) = (UserId::new(), UserId::new());
         let call = Call::new(a, b);
-        assert!(
-            CallFilter {
-                user: Some(b),
-                status: Some(CallStatus::Initiated)
-            }
-            .matches(&call)
-        );
-        assert!(
-            !CallFilter {
-                user: Some(UserId::new()),
-                status: None
-            }
-            .matches(&call)
-        );
-        assert!(
-            !CallFilter {
-                user: None,
-                status: Some(CallStatus::Ended)
-            }
-            .matches(&call)
-        );
+        assert!(CallFilter { user: Some(b), status: Some(CallStatus::Initiated) }.matches(&call));
+        assert!(!CallFilter { user: Some(UserId::new()), status: None }.matches(&call));
+        assert!(!CallFilter { user: None, status: Some(CallStatus::Ended) }.matches(&call));
     }
 }

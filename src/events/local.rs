@@ -18,9 +18,7 @@ pub struct LocalBus {
 
 impl LocalBus {
     pub fn new() -> Self {
-        Self {
-            tx: broadcast::channel(CAPACITY).0,
-        }
+        Self { tx: broadcast::channel(CAPACITY).0 }
     }
 }
 

@@ -44,6 +44,8 @@ struct Outgoing<'a> {
     event: &'a Event,
     #[serde(rename = "sentAtUs")]
     sent_at_us: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
 }
 
 /// An event as it arrives from the bus; `data` stays encoded so that it is serialized
@@ -56,22 +58,21 @@ pub struct Incoming<'a> {
     /// Wall-clock publish time in µs since the epoch, for the relay-delay histogram.
     #[serde(rename = "sentAtUs")]
     pub sent_at_us: u64,
+    /// The W3C trace context of the request that caused the event.
+    #[serde(default)]
+    pub traceparent: Option<&'a str>,
 }
 
-/// Encodes an event for the bus, stamped with the current time.
+/// Encodes an event for the bus, stamped with the current time and trace.
 pub fn encode(event: &Event) -> String {
-    let outgoing = Outgoing {
-        event,
-        sent_at_us: now_us(),
-    };
+    let traceparent = crate::telemetry::trace::current_traceparent();
+    let outgoing = Outgoing { event, sent_at_us: now_us(), traceparent };
     serde_json::to_string(&outgoing).unwrap_or_default()
 }
 
 /// Wall-clock microseconds since the Unix epoch.
 pub fn now_us() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
 }
 

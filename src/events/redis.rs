@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tracing::Instrument;
 
 /// [`EventBus`] over Redis pub/sub.
 pub struct RedisBus {
@@ -26,25 +27,10 @@ pub struct RedisBus {
 impl RedisBus {
     /// Subscribes now and after every reconnection. We re-subscribe ourselves rather than
     /// through `manage_subscriptions` so that readiness knows when the channel is live again.
-    pub fn new(
-        publisher: Client,
-        options: Options,
-        subscriber: SubscriberClient,
-        channel: String,
-    ) -> Self {
+    pub fn new(publisher: Client, options: Options, subscriber: SubscriberClient, channel: String) -> Self {
         let subscribed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(resubscribe(
-            subscriber.clone(),
-            channel.clone(),
-            subscribed.clone(),
-        ));
-        Self {
-            publisher,
-            options,
-            subscriber,
-            channel,
-            subscribed,
-        }
+        tokio::spawn(resubscribe(subscriber.clone(), channel.clone(), subscribed.clone()));
+        Self { publisher, options, subscriber, channel, subscribed }
     }
 }
 
@@ -70,9 +56,9 @@ impl EventBus for RedisBus {
     async fn publish(&self, message: String) -> Result<(), BusUnavailable> {
         let started = Instant::now();
         let client = self.publisher.with_options(&self.options);
-        let result = client
-            .publish::<i64, _, _>(self.channel.as_str(), message)
-            .await;
+        let span =
+            tracing::info_span!("redis", otel.name = "publish", otel.kind = "producer", db.system.name = "redis");
+        let result = client.publish::<i64, _, _>(self.channel.as_str(), message).instrument(span).await;
         metrics::redis_command("publish", started.elapsed(), result.is_ok());
         result.map(drop).map_err(|e| BusUnavailable(e.to_string()))
     }
@@ -82,9 +68,7 @@ impl EventBus for RedisBus {
         BroadcastStream::new(self.subscriber.message_rx())
             .filter_map(move |item| {
                 let delivery = match item {
-                    Ok(msg) if *msg.channel == *channel => {
-                        msg.value.into_string().map(Delivery::Message)
-                    }
+                    Ok(msg) if *msg.channel == *channel => msg.value.into_string().map(Delivery::Message),
                     Ok(_) => None,
                     Err(BroadcastStreamRecvError::Lagged(n)) => Some(Delivery::Lagged(n)),
                 };

@@ -35,25 +35,13 @@ struct Problem<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            detail: detail.into(),
-            errors: Vec::new(),
-        }
+        Self { status, code, detail: detail.into(), errors: Vec::new() }
     }
 
     pub fn invalid(errors: Vec<FieldError>) -> Self {
         let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
         let detail = format!("invalid: {}", fields.join(", "));
-        Self {
-            errors,
-            ..Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                detail,
-            )
-        }
+        Self { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail) }
     }
 
     pub fn invalid_json(detail: impl Into<String>) -> Self {
@@ -63,11 +51,7 @@ impl ApiError {
     /// A path id that names nothing (not even a UUID): the resource's 404.
     pub fn not_found(code: &'static str, what: &str, raw_id: &str) -> Self {
         let shown: String = raw_id.chars().take(64).collect();
-        Self::new(
-            StatusCode::NOT_FOUND,
-            code,
-            format!("no {what} with id {shown}"),
-        )
+        Self::new(StatusCode::NOT_FOUND, code, format!("no {what} with id {shown}"))
     }
 }
 
@@ -82,12 +66,7 @@ impl IntoResponse for ApiError {
             errors: &self.errors,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
-        (
-            self.status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            body,
-        )
-            .into_response()
+        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
     }
 }
 
@@ -99,17 +78,12 @@ impl From<service::Error> for ApiError {
         match e {
             E::UserNotFound(_) => Self::new(StatusCode::NOT_FOUND, "user_not_found", detail),
             E::CallNotFound(_) => Self::new(StatusCode::NOT_FOUND, "call_not_found", detail),
-            E::RoomNotFound(_) | E::NoSuchLiveKitRoom(_) => {
-                Self::new(StatusCode::NOT_FOUND, "room_not_found", detail)
-            }
+            E::RoomNotFound(_) | E::NoSuchLiveKitRoom(_) => Self::new(StatusCode::NOT_FOUND, "room_not_found", detail),
             E::CallEnded(_) => Self::new(StatusCode::CONFLICT, "call_ended", detail),
-            E::NotAParticipant { .. } => {
-                Self::new(StatusCode::FORBIDDEN, "not_a_participant", detail)
+            E::NotAParticipant { .. } => Self::new(StatusCode::FORBIDDEN, "not_a_participant", detail),
+            E::SelfCall => {
+                Self::invalid(vec![FieldError { field: "toUserId", message: "must differ from fromUserId".into() }])
             }
-            E::SelfCall => Self::invalid(vec![FieldError {
-                field: "toUserId",
-                message: "must differ from fromUserId".into(),
-            }]),
             E::Unavailable(cause) => {
                 // Logged here, once, at the boundary that turns it into a response.
                 tracing::warn!(error = %cause, "store unavailable");
@@ -121,11 +95,7 @@ impl From<service::Error> for ApiError {
             }
             E::Signing(cause) => {
                 tracing::error!(error = %cause, "token signing failed");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "could not issue a token",
-                )
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not issue a token")
             }
         }
     }
@@ -140,36 +110,13 @@ mod tests {
     #[test]
     fn the_error_table_matches_the_contract() {
         let cases: Vec<(service::Error, u16, &str)> = vec![
-            (
-                service::Error::UserNotFound(UserId::new()),
-                404,
-                "user_not_found",
-            ),
-            (
-                service::Error::CallNotFound(CallId::new()),
-                404,
-                "call_not_found",
-            ),
-            (
-                service::Error::NoSuchLiveKitRoom(RoomName::new()),
-                404,
-                "room_not_found",
-            ),
+            (service::Error::UserNotFound(UserId::new()), 404, "user_not_found"),
+            (service::Error::CallNotFound(CallId::new()), 404, "call_not_found"),
+            (service::Error::NoSuchLiveKitRoom(RoomName::new()), 404, "room_not_found"),
             (service::Error::CallEnded(CallId::new()), 409, "call_ended"),
-            (
-                service::Error::NotAParticipant {
-                    user: UserId::new(),
-                    room: RoomName::new(),
-                },
-                403,
-                "not_a_participant",
-            ),
+            (service::Error::NotAParticipant { user: UserId::new(), room: RoomName::new() }, 403, "not_a_participant"),
             (service::Error::SelfCall, 422, "validation_failed"),
-            (
-                service::Error::Unavailable(Unavailable("down".into())),
-                503,
-                "store_unavailable",
-            ),
+            (service::Error::Unavailable(Unavailable("down".into())), 503, "store_unavailable"),
         ];
         for (error, status, code) in cases {
             let api = ApiError::from(error);

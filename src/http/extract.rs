@@ -14,8 +14,7 @@ pub struct JsonObject(pub Option<Map<String, Value>>);
 impl JsonObject {
     /// The object, for endpoints where a body is required.
     pub fn required(self) -> Result<Map<String, Value>, ApiError> {
-        self.0
-            .ok_or_else(|| ApiError::invalid_json("a JSON object body is required"))
+        self.0.ok_or_else(|| ApiError::invalid_json("a JSON object body is required"))
     }
 }
 
@@ -25,27 +24,14 @@ impl FromRequest<AppState> for JsonObject {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let limit = state.body_limit;
         let too_large = || {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body exceeds {limit} bytes"),
-            )
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body exceeds {limit} bytes"))
         };
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
         if declared.is_some_and(|n| n > limit) {
             return Err(too_large());
         }
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(is_json_type);
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|_| too_large())?;
+        let is_json = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(is_json_type);
+        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large())?;
         if bytes.is_empty() {
             return Ok(Self(None));
         }
@@ -59,9 +45,7 @@ impl FromRequest<AppState> for JsonObject {
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => Ok(Self(Some(map))),
             Ok(_) => Err(ApiError::invalid_json("the body must be a JSON object")),
-            Err(e) => Err(ApiError::invalid_json(format!(
-                "the body is not valid JSON: {e}"
-            ))),
+            Err(e) => Err(ApiError::invalid_json(format!("the body is not valid JSON: {e}"))),
         }
     }
 }
@@ -80,17 +64,11 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     pub fn new(body: &'a Map<String, Value>) -> Self {
-        Self {
-            body,
-            errors: Vec::new(),
-        }
+        Self { body, errors: Vec::new() }
     }
 
     fn fail(&mut self, field: &'static str, message: impl Into<String>) {
-        self.errors.push(FieldError {
-            field,
-            message: message.into(),
-        });
+        self.errors.push(FieldError { field, message: message.into() });
     }
 
     fn string(&mut self, field: &'static str) -> Option<&'a str> {
@@ -105,9 +83,7 @@ impl<'a> Fields<'a> {
     /// A display name: trimmed, 1 to 100 characters.
     pub fn name(&mut self, field: &'static str) -> Option<Name> {
         let raw = self.string(field)?;
-        Name::parse(raw)
-            .map_err(|e: NameError| self.fail(field, e.to_string()))
-            .ok()
+        Name::parse(raw).map_err(|e: NameError| self.fail(field, e.to_string())).ok()
     }
 
     /// A UUID, parsed into the id type the field names.
@@ -133,18 +109,12 @@ impl<'a> Fields<'a> {
 fn query_pairs(parts: &Parts) -> Result<Vec<(String, String)>, ApiError> {
     let raw = parts.uri.query().unwrap_or_default();
     serde_urlencoded::from_str(raw).map_err(|_| {
-        ApiError::invalid(vec![FieldError {
-            field: "query",
-            message: "is not a valid query string".into(),
-        }])
+        ApiError::invalid(vec![FieldError { field: "query", message: "is not a valid query string".into() }])
     })
 }
 
 fn param<'p>(pairs: &'p [(String, String)], key: &str) -> Option<&'p str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 /// `?limit=`: a decimal integer from 1 to 1000, 100 when absent.
@@ -156,10 +126,7 @@ fn limit(pairs: &[(String, String)], errors: &mut Vec<FieldError>) -> usize {
     match raw.parse::<usize>() {
         Ok(n) if (1..=1000).contains(&n) && raw.bytes().all(|b| b.is_ascii_digit()) => n,
         _ => {
-            errors.push(FieldError {
-                field: "limit",
-                message: "must be an integer from 1 to 1000".into(),
-            });
+            errors.push(FieldError { field: "limit", message: "must be an integer from 1 to 1000".into() });
             DEFAULT
         }
     }
@@ -175,11 +142,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Limit {
         let pairs = query_pairs(parts)?;
         let mut errors = Vec::new();
         let n = limit(&pairs, &mut errors);
-        if errors.is_empty() {
-            Ok(Self(n))
-        } else {
-            Err(ApiError::invalid(errors))
-        }
+        if errors.is_empty() { Ok(Self(n)) } else { Err(ApiError::invalid(errors)) }
     }
 }
 
@@ -200,26 +163,16 @@ impl<S: Send + Sync> FromRequestParts<S> for CallQuery {
         if let Some(raw) = param(&pairs, "userId") {
             filter.user = crate::domain::UserId::parse(raw);
             if filter.user.is_none() {
-                errors.push(FieldError {
-                    field: "userId",
-                    message: "must be a UUID".into(),
-                });
+                errors.push(FieldError { field: "userId", message: "must be a UUID".into() });
             }
         }
         if let Some(raw) = param(&pairs, "status") {
             filter.status = CallStatus::parse(raw);
             if filter.status.is_none() {
-                errors.push(FieldError {
-                    field: "status",
-                    message: "must be initiated or ended".into(),
-                });
+                errors.push(FieldError { field: "status", message: "must be initiated or ended".into() });
             }
         }
-        if errors.is_empty() {
-            Ok(Self { limit, filter })
-        } else {
-            Err(ApiError::invalid(errors))
-        }
+        if errors.is_empty() { Ok(Self { limit, filter }) } else { Err(ApiError::invalid(errors)) }
     }
 }
 
@@ -245,33 +198,19 @@ mod tests {
         let to = f.id("toUserId", crate::domain::UserId::parse);
         let name = f.name("name");
         let err = f.finish(|| Some((from?, to?, name?))).expect_err("invalid");
-        let fields: Vec<_> = err
-            .errors
-            .iter()
-            .map(|e| (e.field, e.message.as_str()))
-            .collect();
+        let fields: Vec<_> = err.errors.iter().map(|e| (e.field, e.message.as_str())).collect();
         assert_eq!(
             fields,
-            vec![
-                ("fromUserId", "must be a string"),
-                ("toUserId", "is required"),
-                ("name", "must not be empty")
-            ]
+            vec![("fromUserId", "must be a string"), ("toUserId", "is required"), ("name", "must not be empty")]
         );
     }
 
     #[test]
     fn limits_are_decimal_integers_in_range() {
         let pairs = |v: &str| vec![("limit".to_owned(), v.to_owned())];
-        for (raw, ok) in [
-            ("1", true),
-            ("1000", true),
-            ("0", false),
-            ("1001", false),
-            ("+5", false),
-            ("2.0", false),
-            ("", false),
-        ] {
+        for (raw, ok) in
+            [("1", true), ("1000", true), ("0", false), ("1001", false), ("+5", false), ("2.0", false), ("", false)]
+        {
             let mut errors = Vec::new();
             limit(&pairs(raw), &mut errors);
             assert_eq!(errors.is_empty(), ok, "{raw}");

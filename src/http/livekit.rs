@@ -16,20 +16,12 @@ pub struct TokenResult {
     identity: UserId,
 }
 
-pub async fn token(
-    State(app): State<AppState>,
-    body: JsonObject,
-) -> Result<Json<TokenResult>, ApiError> {
+pub async fn token(State(app): State<AppState>, body: JsonObject) -> Result<Json<TokenResult>, ApiError> {
     let body = body.required()?;
     let mut fields = Fields::new(&body);
     let room = fields.id("roomName", RoomName::parse);
     let user = fields.id("userId", UserId::parse);
     let (room, user) = fields.finish(|| Some((room?, user?)))?;
     let grant = app.service.token(room, user).await?;
-    Ok(Json(TokenResult {
-        token: grant.token,
-        url: grant.url,
-        room_name: room,
-        identity: user,
-    }))
+    Ok(Json(TokenResult { token: grant.token, url: grant.url, room_name: room, identity: user }))
 }

@@ -12,7 +12,7 @@ mod users;
 pub use error::ApiError;
 
 use crate::service::Service;
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, trace};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
@@ -23,6 +23,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+use tracing::Instrument;
 
 /// What handlers share.
 #[derive(Clone)]
@@ -61,19 +62,36 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Counts and times every routed request by its route template (never its ids).
+/// Traces, counts and times every routed request by its route template (never its ids).
+/// The span continues the caller's W3C trace and names the request id and trace id, so
+/// every log line of the request carries both.
 async fn track(path: MatchedPath, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    metrics::http_in_flight(1.0);
-    let response = next.run(req).await;
-    metrics::http_in_flight(-1.0);
-    metrics::http_request(
-        method.as_str(),
-        path.as_str(),
-        response.status().as_u16(),
-        started.elapsed(),
+    let route = path.as_str();
+    let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+        request_id,
+        trace_id = tracing::field::Empty,
     );
+    trace::continue_from_headers(&span, req.headers());
+    if let Some(id) = trace::trace_id(&span) {
+        span.record("trace_id", id);
+    }
+    metrics::http_in_flight(1.0);
+    let response = next.run(req).instrument(span.clone()).await;
+    metrics::http_in_flight(-1.0);
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    metrics::http_request(method.as_str(), route, status, started.elapsed());
+    let duration_ms = started.elapsed().as_secs_f64() * 1e3;
+    span.in_scope(|| tracing::debug!(status, duration_ms, "request served"));
     response
 }
 
@@ -82,9 +100,5 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed(State(_): State<AppState>) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this endpoint does not take that method",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
 }

@@ -20,31 +20,19 @@ pub struct JoinResult {
     room: Room,
 }
 
-pub async fn create(
-    State(app): State<AppState>,
-    body: JsonObject,
-) -> Result<(StatusCode, Json<Room>), ApiError> {
+pub async fn create(State(app): State<AppState>, body: JsonObject) -> Result<(StatusCode, Json<Room>), ApiError> {
     let body = body.required()?;
     let mut fields = Fields::new(&body);
     let name = fields.name("name");
     let name = fields.finish(|| name)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(app.service.create_room(name).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(app.service.create_room(name).await?)))
 }
 
-pub async fn list(
-    State(app): State<AppState>,
-    Limit(limit): Limit,
-) -> Result<Json<Vec<Room>>, ApiError> {
+pub async fn list(State(app): State<AppState>, Limit(limit): Limit) -> Result<Json<Vec<Room>>, ApiError> {
     Ok(Json(app.service.rooms(limit).await?))
 }
 
-pub async fn get(
-    State(app): State<AppState>,
-    Path(raw): Path<String>,
-) -> Result<Json<Room>, ApiError> {
+pub async fn get(State(app): State<AppState>, Path(raw): Path<String>) -> Result<Json<Room>, ApiError> {
     Ok(Json(app.service.room(room_id(&raw)?).await?))
 }
 

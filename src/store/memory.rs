@@ -3,8 +3,7 @@
 
 use super::{EndCall, Join, NewCall, Store, StoreResult};
 use crate::domain::{
-    Call, CallFilter, CallId, CallStatus, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User,
-    UserId,
+    Call, CallFilter, CallId, CallStatus, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId,
 };
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -41,9 +40,7 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-applied change: every
         // method validates before it mutates.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -62,11 +59,7 @@ impl Store for MemoryStore {
 
     async fn users(&self, limit: usize) -> StoreResult<Vec<User>> {
         let s = self.lock();
-        Ok(s.user_order
-            .iter()
-            .take(limit)
-            .map(|id| s.users[id].clone())
-            .collect())
+        Ok(s.user_order.iter().take(limit).map(|id| s.users[id].clone()).collect())
     }
 
     async fn insert_call(&self, call: &Call) -> StoreResult<NewCall> {
@@ -90,11 +83,7 @@ impl Store for MemoryStore {
     async fn calls(&self, filter: CallFilter, limit: usize) -> StoreResult<Vec<Call>> {
         let s = self.lock();
         let newest_first = s.call_order.iter().rev().map(|id| &s.calls[id]);
-        Ok(newest_first
-            .filter(|c| filter.matches(c))
-            .take(limit)
-            .cloned()
-            .collect())
+        Ok(newest_first.filter(|c| filter.matches(c)).take(limit).cloned().collect())
     }
 
     async fn end_call(&self, id: CallId, at: Timestamp) -> StoreResult<EndCall> {
@@ -124,21 +113,13 @@ impl Store for MemoryStore {
 
     async fn rooms(&self, limit: usize) -> StoreResult<Vec<Room>> {
         let s = self.lock();
-        Ok(s.room_order
-            .iter()
-            .take(limit)
-            .map(|id| s.rooms[id].clone())
-            .collect())
+        Ok(s.room_order.iter().take(limit).map(|id| s.rooms[id].clone()).collect())
     }
 
     async fn join_room(&self, room: RoomId, user: UserId) -> StoreResult<Join> {
         let mut s = self.lock();
         let Some(joiner) = s.users.get(&user).cloned() else {
-            return Ok(if s.rooms.contains_key(&room) {
-                Join::NoUser
-            } else {
-                Join::NoRoom
-            });
+            return Ok(if s.rooms.contains_key(&room) { Join::NoUser } else { Join::NoRoom });
         };
         let Some(r) = s.rooms.get_mut(&room) else {
             return Ok(Join::NoRoom);
@@ -146,10 +127,7 @@ impl Store for MemoryStore {
         if !r.participants.contains(&user) {
             r.participants.push(user);
         }
-        Ok(Join::Joined {
-            room: r.clone(),
-            user: joiner,
-        })
+        Ok(Join::Joined { room: r.clone(), user: joiner })
     }
 
     async fn livekit_room(&self, name: RoomName) -> StoreResult<Option<LiveKitRoom>> {

@@ -7,10 +7,26 @@ mod redis;
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
-use crate::domain::{
-    Call, CallFilter, CallId, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId,
-};
+use crate::domain::{Call, CallFilter, CallId, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId};
 use async_trait::async_trait;
+
+/// Every operation name Redis metrics are labelled with (a bounded set).
+pub const REDIS_OPS: [&str; 14] = [
+    "insert_user",
+    "get_user",
+    "list_users",
+    "insert_call",
+    "get_call",
+    "list_calls",
+    "end_call",
+    "insert_room",
+    "get_room",
+    "list_rooms",
+    "join_room",
+    "livekit_room",
+    "ping",
+    "publish",
+];
 
 /// The only failure callers branch on: the backing store could not be reached in time.
 /// Nothing was written (or the write's outcome is unknown and no event is sent).

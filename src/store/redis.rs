@@ -2,9 +2,7 @@
 //! Lua script per change so that racing replicas see each transition exactly once.
 
 use super::{EndCall, Join, NewCall, Store, StoreResult, Unavailable};
-use crate::domain::{
-    Call, CallFilter, CallId, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId,
-};
+use crate::domain::{Call, CallFilter, CallId, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId};
 use crate::telemetry::metrics;
 use async_trait::async_trait;
 use fred::prelude::*;
@@ -14,6 +12,7 @@ use fred::types::{ClientState, ClusterHash, CustomCommand};
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// One Lua script, loaded on first use (and again after a Redis restart).
 struct Lua {
@@ -23,9 +22,7 @@ struct Lua {
 impl Lua {
     fn new(body: &str) -> Self {
         let source = format!("{}\n{body}", include_str!("lua/prelude.lua"));
-        Self {
-            script: Script::from_lua(source),
-        }
+        Self { script: Script::from_lua(source) }
     }
 }
 
@@ -62,22 +59,14 @@ impl RedisStore {
             room: Lua::new(include_str!("lua/room.lua")),
             livekit_room: Lua::new(include_str!("lua/livekit_room.lua")),
         };
-        Self {
-            client,
-            options,
-            prefix,
-            scripts,
-        }
+        Self { client, options, prefix, scripts }
     }
 
     /// Runs one Redis round trip, recording its latency and failure under `op`.
-    async fn timed<T>(
-        &self,
-        op: &'static str,
-        fut: impl Future<Output = FredResult<T>>,
-    ) -> StoreResult<T> {
+    async fn timed<T>(&self, op: &'static str, fut: impl Future<Output = FredResult<T>>) -> StoreResult<T> {
         let started = Instant::now();
-        let result = fut.await;
+        let span = tracing::info_span!("redis", otel.name = op, otel.kind = "client", db.system.name = "redis");
+        let result = fut.instrument(span).await;
         metrics::redis_command(op, started.elapsed(), result.is_ok());
         result.map_err(|e| Unavailable(format!("{op}: {e}")))
     }
@@ -87,24 +76,15 @@ impl RedisStore {
     async fn eval(&self, op: &'static str, lua: &Lua, args: Vec<String>) -> StoreResult<Value> {
         let client = self.client.with_options(&self.options);
         let mut full = Vec::with_capacity(args.len() + 3);
-        full.extend([
-            lua.script.sha1().to_string(),
-            "0".to_owned(),
-            self.prefix.clone(),
-        ]);
+        full.extend([lua.script.sha1().to_string(), "0".to_owned(), self.prefix.clone()]);
         full.extend(args);
         let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
         self.timed(op, async {
-            match client
-                .custom::<Value, _>(evalsha.clone(), full.clone())
-                .await
-            {
+            match client.custom::<Value, _>(evalsha.clone(), full.clone()).await {
                 Err(e) if e.details().starts_with("NOSCRIPT") => {
                     let source = lua.script.lua().map(|s| s.to_string()).unwrap_or_default();
                     let load = CustomCommand::new_static("SCRIPT", ClusterHash::FirstKey, false);
-                    client
-                        .custom::<Value, _>(load, vec!["LOAD".to_owned(), source])
-                        .await?;
+                    client.custom::<Value, _>(load, vec!["LOAD".to_owned(), source]).await?;
                     client.custom(evalsha, full).await
                 }
                 other => other,
@@ -113,11 +93,7 @@ impl RedisStore {
         .await
     }
 
-    async fn get_doc<T: DeserializeOwned>(
-        &self,
-        op: &'static str,
-        key: String,
-    ) -> StoreResult<Option<T>> {
+    async fn get_doc<T: DeserializeOwned>(&self, op: &'static str, key: String) -> StoreResult<Option<T>> {
         let client = self.client.with_options(&self.options);
         let raw: Option<String> = self.timed(op, client.get(key)).await?;
         raw.map(|s| parse(&s)).transpose()
@@ -129,8 +105,7 @@ fn parse<T: DeserializeOwned>(doc: &str) -> StoreResult<T> {
 }
 
 fn text(v: Value) -> StoreResult<String> {
-    v.into_string()
-        .ok_or_else(|| Unavailable("unexpected reply from Redis".into()))
+    v.into_string().ok_or_else(|| Unavailable("unexpected reply from Redis".into()))
 }
 
 /// Reads `{doc, participants}` as a script returns it.
@@ -139,11 +114,7 @@ fn room_entry(doc: Value, participants: Value) -> StoreResult<Room> {
     room.participants = participants
         .into_array()
         .into_iter()
-        .map(|v| {
-            text(v).and_then(|s| {
-                UserId::parse(&s).ok_or_else(|| Unavailable("bad participant".into()))
-            })
-        })
+        .map(|v| text(v).and_then(|s| UserId::parse(&s).ok_or_else(|| Unavailable("bad participant".into()))))
         .collect::<StoreResult<_>>()?;
     Ok(room)
 }
@@ -178,30 +149,17 @@ fn call_index(filter: CallFilter) -> String {
 #[async_trait]
 impl Store for RedisStore {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
-        let args = vec![
-            user.id.to_string(),
-            json(user),
-            user.created_at.millis().to_string(),
-        ];
-        self.eval("insert_user", &self.scripts.insert_user, args)
-            .await
-            .map(drop)
+        let args = vec![user.id.to_string(), json(user), user.created_at.millis().to_string()];
+        self.eval("insert_user", &self.scripts.insert_user, args).await.map(drop)
     }
 
     async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
-        self.get_doc("get_user", format!("{}user:{id}", self.prefix))
-            .await
+        self.get_doc("get_user", format!("{}user:{id}", self.prefix)).await
     }
 
     async fn users(&self, limit: usize) -> StoreResult<Vec<User>> {
-        let reply = self
-            .list("list_users", "users", limit, "asc", "user")
-            .await?;
-        reply
-            .into_iter()
-            .filter(|v| !v.is_null())
-            .map(|v| parse(&text(v)?))
-            .collect()
+        let reply = self.list("list_users", "users", limit, "asc", "user").await?;
+        reply.into_iter().filter(|v| !v.is_null()).map(|v| parse(&text(v)?)).collect()
     }
 
     async fn insert_call(&self, call: &Call) -> StoreResult<NewCall> {
@@ -213,15 +171,10 @@ impl Store for RedisStore {
             json(call),
             call.start_time.millis().to_string(),
         ];
-        let (tag, mut rest) = tagged(
-            self.eval("insert_call", &self.scripts.insert_call, args)
-                .await?,
-        )?;
+        let (tag, mut rest) = tagged(self.eval("insert_call", &self.scripts.insert_call, args).await?)?;
         let value = text(next(&mut rest))?;
         if tag == "ok" {
-            Ok(NewCall::Stored {
-                caller: parse(&value)?,
-            })
+            Ok(NewCall::Stored { caller: parse(&value)? })
         } else {
             let missing = UserId::parse(&value).ok_or_else(|| Unavailable("bad user id".into()))?;
             Ok(NewCall::NoUser(missing))
@@ -229,26 +182,17 @@ impl Store for RedisStore {
     }
 
     async fn call(&self, id: CallId) -> StoreResult<Option<Call>> {
-        self.get_doc("get_call", format!("{}call:{id}", self.prefix))
-            .await
+        self.get_doc("get_call", format!("{}call:{id}", self.prefix)).await
     }
 
     async fn calls(&self, filter: CallFilter, limit: usize) -> StoreResult<Vec<Call>> {
-        let reply = self
-            .list("list_calls", &call_index(filter), limit, "desc", "call")
-            .await?;
-        reply
-            .into_iter()
-            .filter(|v| !v.is_null())
-            .map(|v| parse(&text(v)?))
-            .collect()
+        let reply = self.list("list_calls", &call_index(filter), limit, "desc", "call").await?;
+        reply.into_iter().filter(|v| !v.is_null()).map(|v| parse(&text(v)?)).collect()
     }
 
     async fn end_call(&self, id: CallId, at: Timestamp) -> StoreResult<EndCall> {
         let at = json(&at).trim_matches('"').to_owned();
-        let reply = self
-            .eval("end_call", &self.scripts.end_call, vec![id.to_string(), at])
-            .await?;
+        let reply = self.eval("end_call", &self.scripts.end_call, vec![id.to_string(), at]).await?;
         let (tag, mut rest) = tagged(reply)?;
         match tag.as_str() {
             "ended" => Ok(EndCall::Ended(parse(&text(next(&mut rest))?)?)),
@@ -258,21 +202,13 @@ impl Store for RedisStore {
     }
 
     async fn insert_room(&self, room: &Room) -> StoreResult<()> {
-        let args = vec![
-            room.id.to_string(),
-            room.room_name.to_string(),
-            json(room),
-            room.created_at.millis().to_string(),
-        ];
-        self.eval("insert_room", &self.scripts.insert_room, args)
-            .await
-            .map(drop)
+        let args =
+            vec![room.id.to_string(), room.room_name.to_string(), json(room), room.created_at.millis().to_string()];
+        self.eval("insert_room", &self.scripts.insert_room, args).await.map(drop)
     }
 
     async fn room(&self, id: RoomId) -> StoreResult<Option<Room>> {
-        let reply = self
-            .eval("get_room", &self.scripts.room, vec![id.to_string()])
-            .await?;
+        let reply = self.eval("get_room", &self.scripts.room, vec![id.to_string()]).await?;
         if reply.is_null() {
             return Ok(None);
         }
@@ -281,9 +217,7 @@ impl Store for RedisStore {
     }
 
     async fn rooms(&self, limit: usize) -> StoreResult<Vec<Room>> {
-        let reply = self
-            .list("list_rooms", "rooms", limit, "asc", "room")
-            .await?;
+        let reply = self.list("list_rooms", "rooms", limit, "asc", "room").await?;
         reply
             .into_iter()
             .filter(|v| !v.is_null())
@@ -296,10 +230,7 @@ impl Store for RedisStore {
 
     async fn join_room(&self, room: RoomId, user: UserId) -> StoreResult<Join> {
         let args = vec![room.to_string(), user.to_string()];
-        let (tag, mut rest) = tagged(
-            self.eval("join_room", &self.scripts.join_room, args)
-                .await?,
-        )?;
+        let (tag, mut rest) = tagged(self.eval("join_room", &self.scripts.join_room, args).await?)?;
         match tag.as_str() {
             "ok" => {
                 let user = parse(&text(next(&mut rest))?)?;
@@ -312,13 +243,7 @@ impl Store for RedisStore {
     }
 
     async fn livekit_room(&self, name: RoomName) -> StoreResult<Option<LiveKitRoom>> {
-        let reply = self
-            .eval(
-                "livekit_room",
-                &self.scripts.livekit_room,
-                vec![name.to_string()],
-            )
-            .await?;
+        let reply = self.eval("livekit_room", &self.scripts.livekit_room, vec![name.to_string()]).await?;
         if reply.is_null() {
             return Ok(None);
         }
@@ -347,12 +272,7 @@ impl RedisStore {
         order: &str,
         kind: &str,
     ) -> StoreResult<Vec<Value>> {
-        let args = vec![
-            index.to_owned(),
-            limit.to_string(),
-            order.to_owned(),
-            kind.to_owned(),
-        ];
+        let args = vec![index.to_owned(), limit.to_string(), order.to_owned(), kind.to_owned()];
         Ok(self.eval(op, &self.scripts.list, args).await?.into_array())
     }
 }

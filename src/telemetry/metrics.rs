@@ -1,9 +1,7 @@
 //! Every metric the service exports, declared in one place: names with units, help
 //! texts, explicit buckets, and labels of bounded cardinality only (never ids).
 
-use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
-};
+use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -30,13 +28,9 @@ const TOKENS_ISSUED: &str = "switchboard_livekit_tokens_issued_total";
 const BUILD_INFO: &str = "switchboard_build_info";
 
 /// Request latencies: from half a millisecond to ten seconds.
-const HTTP_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
+const HTTP_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 /// Redis round trips and relay hops: from 100 µs to a second.
-const FAST_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-];
+const FAST_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
 /// Installs the process-wide recorder once (tests run many apps in one process) and
 /// returns the handle `/metrics` renders.
@@ -55,6 +49,7 @@ pub fn install() -> PrometheusHandle {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
             describe();
+            zero();
             gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "commit" => option_env!("SWITCHBOARD_COMMIT").unwrap_or("unknown")).set(1.0);
             let upkeep = handle.clone();
             std::thread::spawn(move || loop {
@@ -68,76 +63,49 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn describe() {
-    describe_counter!(
-        HTTP_REQUESTS,
-        "HTTP requests served, by method, route template and status"
-    );
-    describe_histogram!(
-        HTTP_DURATION,
-        Unit::Seconds,
-        "HTTP request duration, by method, route template and status"
-    );
+    describe_counter!(HTTP_REQUESTS, "HTTP requests served, by method, route template and status");
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request duration, by method, route template and status");
     describe_gauge!(HTTP_IN_FLIGHT, "HTTP requests being served now");
-    describe_gauge!(
-        SOCKETS,
-        "Socket.IO clients connected to this replica, by transport at connect time"
-    );
-    describe_counter!(
-        EVENTS_PUBLISHED,
-        "Events this replica published on the bus, by event name"
-    );
-    describe_counter!(
-        EVENTS_PUBLISH_FAILED,
-        "Events whose change was stored but whose publish failed"
-    );
-    describe_counter!(
-        EVENTS_EMITTED,
-        "Events this replica emitted to its local sockets, by event name"
-    );
-    describe_counter!(
-        EVENTS_DROPPED,
-        "Events lost because this replica's relay fell behind the bus"
-    );
-    describe_histogram!(
-        RELAY_DELAY,
-        Unit::Seconds,
-        "Time from publish on any replica to emit on this one"
-    );
-    describe_histogram!(
-        REDIS_DURATION,
-        Unit::Seconds,
-        "Redis round-trip time, by operation"
-    );
-    describe_counter!(
-        REDIS_ERRORS,
-        "Redis operations that failed or timed out, by operation"
-    );
-    describe_gauge!(
-        REDIS_CONNECTED,
-        "1 while the Redis client is connected, by client (data, subscriber)"
-    );
-    describe_gauge!(
-        READY,
-        "1 while this replica is ready (store reachable, relay subscribed)"
-    );
+    describe_gauge!(SOCKETS, "Socket.IO clients connected to this replica, by current transport");
+    describe_counter!(EVENTS_PUBLISHED, "Events this replica published on the bus, by event name");
+    describe_counter!(EVENTS_PUBLISH_FAILED, "Events whose change was stored but whose publish failed");
+    describe_counter!(EVENTS_EMITTED, "Events this replica emitted to its local sockets, by event name");
+    describe_counter!(EVENTS_DROPPED, "Events lost because this replica's relay fell behind the bus");
+    describe_histogram!(RELAY_DELAY, Unit::Seconds, "Time from publish on any replica to emit on this one");
+    describe_histogram!(REDIS_DURATION, Unit::Seconds, "Redis round-trip time, by operation");
+    describe_counter!(REDIS_ERRORS, "Redis operations that failed or timed out, by operation");
+    describe_gauge!(REDIS_CONNECTED, "1 while the Redis client is connected, by client (data, subscriber)");
+    describe_gauge!(READY, "1 while this replica is ready (store reachable, relay subscribed)");
     describe_counter!(CALLS_STARTED, "Calls started");
     describe_counter!(CALLS_ENDED, "Calls ended");
     describe_counter!(ROOMS_CREATED, "Rooms created");
     describe_counter!(ROOM_JOINS, "Successful room joins (repeat joins included)");
     describe_counter!(USERS_REGISTERED, "Users registered");
     describe_counter!(TOKENS_ISSUED, "LiveKit access tokens issued");
-    describe_gauge!(
-        BUILD_INFO,
-        "Always 1; the labels carry the version and commit"
-    );
+    describe_gauge!(BUILD_INFO, "Always 1; the labels carry the version and commit");
+}
+
+/// Creates every counter with bounded labels at zero, so that `rate()` and alerts see a
+/// series before its first increment.
+fn zero() {
+    for event in crate::domain::Event::NAMES {
+        counter!(EVENTS_PUBLISHED, "event" => event).absolute(0);
+        counter!(EVENTS_PUBLISH_FAILED, "event" => event).absolute(0);
+        counter!(EVENTS_EMITTED, "event" => event).absolute(0);
+    }
+    for op in crate::store::REDIS_OPS {
+        counter!(REDIS_ERRORS, "op" => op).absolute(0);
+    }
+    for name in [EVENTS_DROPPED, CALLS_STARTED, CALLS_ENDED, ROOMS_CREATED, ROOM_JOINS, USERS_REGISTERED, TOKENS_ISSUED]
+    {
+        counter!(name).absolute(0);
+    }
+    socket_clients(0, 0);
+    gauge!(HTTP_IN_FLIGHT).set(0.0);
 }
 
 pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
-    let labels = [
-        ("method", method.to_owned()),
-        ("route", route.to_owned()),
-        ("status", status.to_string()),
-    ];
+    let labels = [("method", method.to_owned()), ("route", route.to_owned()), ("status", status.to_string())];
     counter!(HTTP_REQUESTS, &labels).increment(1);
     histogram!(HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
 }
@@ -146,8 +114,9 @@ pub fn http_in_flight(delta: f64) {
     gauge!(HTTP_IN_FLIGHT).increment(delta);
 }
 
-pub fn socket_connected(transport: &'static str, delta: f64) {
-    gauge!(SOCKETS, "transport" => transport).increment(delta);
+pub fn socket_clients(polling: usize, websocket: usize) {
+    gauge!(SOCKETS, "transport" => "polling").set(polling as f64);
+    gauge!(SOCKETS, "transport" => "websocket").set(websocket as f64);
 }
 
 pub fn event_published(event: &'static str) {

@@ -1,28 +1,80 @@
-//! Logs, metrics and (later) traces: how operators see a replica.
+//! How operators see a replica: logs (text or JSON lines), traces (OpenTelemetry, OTLP
+//! when `OTEL_EXPORTER_OTLP_ENDPOINT` is set) and metrics ([`metrics`]).
 
 pub mod metrics;
+pub mod trace;
 
 use crate::config::LogFormat;
-use tracing_subscriber::EnvFilter;
+use opentelemetry::global;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::SpanExporter;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-/// Installs the global log subscriber: `RUST_LOG` filters (default `info`).
-pub fn init_logging(format: LogFormat) {
+/// Keeps the tracer provider alive; [`Telemetry::shutdown`] flushes pending spans.
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Telemetry {
+    pub fn shutdown(self) {
+        if let Err(e) = self.provider.shutdown() {
+            eprintln!("flushing traces failed: {e}");
+        }
+    }
+}
+
+/// Installs the global log subscriber (`RUST_LOG` filters, default `info`) and tracer.
+///
+/// Spans always carry trace ids, so log lines and relayed events can name their trace;
+/// they are exported only when an OTLP endpoint is configured.
+pub fn init(format: LogFormat) -> Telemetry {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let provider = tracer_provider();
+    global::set_tracer_provider(provider.clone());
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("switchboard"))
+        // Only our own spans: tracing the exporter's transport would feed back into itself.
+        .with_filter(EnvFilter::new("switchboard=info"));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let result = match format {
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true),
-            )
-            .try_init(),
+    let fmt = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
     };
-    if let Err(e) = result {
+    if let Err(e) = tracing_subscriber::registry().with(otel).with(fmt.with_filter(filter)).try_init() {
         eprintln!("logging was already initialised: {e}");
+    }
+    Telemetry { provider }
+}
+
+/// A provider exporting over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces
+/// variant) is set; the exporter reads the other standard `OTEL_*` variables itself.
+fn tracer_provider() -> SdkTracerProvider {
+    let mut resource = Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name("switchboard");
+    }
+    let builder = SdkTracerProvider::builder().with_resource(resource.build());
+    let configured = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
+    if !configured {
+        return builder.build();
+    }
+    match SpanExporter::builder().with_tonic().build() {
+        Ok(exporter) => builder.with_batch_exporter(exporter).build(),
+        Err(e) => {
+            eprintln!("OTLP exporter not started: {e}");
+            builder.build()
+        }
     }
 }

@@ -23,12 +23,7 @@ impl Fixture {
             (TestApp::memory().await, None)
         };
         let sio = SioClient::connect(&app.base, Mode::Websocket).await;
-        Self {
-            api: app.api.clone(),
-            sio,
-            _app: app,
-            _redis: redis,
-        }
+        Self { api: app.api.clone(), sio, _app: app, _redis: redis }
     }
 
     /// Registers a marker user and returns every event heard before its announcement:
@@ -36,11 +31,7 @@ impl Fixture {
     async fn events_so_far(&mut self) -> Vec<(String, Value)> {
         let marker = format!("marker-{}", uuid::Uuid::new_v4());
         self.api.user(&marker).await;
-        self.sio
-            .events_until(|name, arg| {
-                name == "user.registered" && arg["data"]["name"] == marker.as_str()
-            })
-            .await
+        self.sio.events_until(|name, arg| name == "user.registered" && arg["data"]["name"] == marker.as_str()).await
     }
 }
 
@@ -49,27 +40,16 @@ fn assert_problem(status: StatusCode, body: &Value, expected: u16, code: &str) {
     assert_eq!(body["code"], code, "{body}");
     assert_eq!(body["status"], expected, "{body}");
     assert_eq!(body["type"], "about:blank");
-    assert!(
-        body["title"].is_string() && body["detail"].is_string(),
-        "{body}"
-    );
+    assert!(body["title"].is_string() && body["detail"].is_string(), "{body}");
 }
 
 fn error_fields(body: &Value) -> Vec<String> {
-    body["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| e["field"].as_str().unwrap_or("").to_owned())
-        .collect()
+    body["errors"].as_array().into_iter().flatten().map(|e| e["field"].as_str().unwrap_or("").to_owned()).collect()
 }
 
 fn is_iso_millis(v: &Value) -> bool {
     let s = v.as_str().unwrap_or("");
-    s.len() == 24
-        && s.ends_with('Z')
-        && s.as_bytes()[19] == b'.'
-        && chrono::DateTime::parse_from_rfc3339(s).is_ok()
+    s.len() == 24 && s.ends_with('Z') && s.as_bytes()[19] == b'.' && chrono::DateTime::parse_from_rfc3339(s).is_ok()
 }
 
 fn verify_token(token: &str) -> livekit_api::access_token::Claims {
@@ -79,39 +59,21 @@ fn verify_token(token: &str) -> livekit_api::access_token::Claims {
 }
 
 async fn registering_a_user_returns_and_announces_it(mut f: Fixture) {
-    let (status, user) = f
-        .api
-        .post("/users", json!({ "name": "  Ana  ", "extra": true }))
-        .await;
+    let (status, user) = f.api.post("/users", json!({ "name": "  Ana  ", "extra": true })).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(user["name"], "Ana");
     assert!(uuid::Uuid::parse_str(user["id"].as_str().unwrap_or("")).is_ok());
     assert!(is_iso_millis(&user["createdAt"]), "{user}");
     assert_eq!(user.as_object().map(|o| o.len()), Some(3));
-    let (status, fetched) = f
-        .api
-        .get(&format!("/users/{}", user["id"].as_str().unwrap_or("")))
-        .await;
+    let (status, fetched) = f.api.get(&format!("/users/{}", user["id"].as_str().unwrap_or(""))).await;
     assert_eq!((status, &fetched), (StatusCode::OK, &user));
     let events = f.events_so_far().await;
-    assert_eq!(
-        events,
-        vec![(
-            "user.registered".into(),
-            json!({"data": {"id": user["id"], "name": "Ana"}})
-        )]
-    );
+    assert_eq!(events, vec![("user.registered".into(), json!({"data": {"id": user["id"], "name": "Ana"}}))]);
 }
 
 async fn invalid_names_are_refused_and_change_nothing(mut f: Fixture) {
     let long = "x".repeat(101);
-    for body in [
-        json!({}),
-        json!({"name": 7}),
-        json!({"name": "   "}),
-        json!({"name": long}),
-        json!({"name": null}),
-    ] {
+    for body in [json!({}), json!({"name": 7}), json!({"name": "   "}), json!({"name": long}), json!({"name": null})] {
         let (status, problem) = f.api.post("/users", body.clone()).await;
         assert_problem(status, &problem, 422, "validation_failed");
         assert_eq!(error_fields(&problem), vec!["name"], "{body}");
@@ -122,70 +84,28 @@ async fn invalid_names_are_refused_and_change_nothing(mut f: Fixture) {
     let (status, user) = f.api.post("/users", json!({ "name": hundred })).await;
     assert_eq!(status, StatusCode::CREATED);
     let (_, users) = f.api.get("/users").await;
-    assert_eq!(
-        users.as_array().map(Vec::len),
-        Some(1),
-        "only the valid user exists"
-    );
+    assert_eq!(users.as_array().map(Vec::len), Some(1), "only the valid user exists");
     let events = f.events_so_far().await;
-    assert_eq!(
-        events.len(),
-        1,
-        "only the valid request emitted: {events:?}"
-    );
+    assert_eq!(events.len(), 1, "only the valid request emitted: {events:?}");
     assert_eq!(events[0].1["data"]["id"], user["id"]);
 }
 
 async fn bodies_are_checked_before_anything_runs(mut f: Fixture) {
-    let post = |ct: &'static str, body: Vec<u8>| {
-        f.api
-            .raw(Method::POST, "/users")
-            .header("content-type", ct)
-            .body(body)
-    };
+    let post =
+        |ct: &'static str, body: Vec<u8>| f.api.raw(Method::POST, "/users").header("content-type", ct).body(body);
     let read = |r: reqwest::Response| async move {
         let status = r.status();
-        let ct = r
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         (status, ct, r.json::<Value>().await.unwrap_or(Value::Null))
     };
-    let (status, ct, body) = read(
-        post("application/json", b"{\"name\":".to_vec())
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let (status, ct, body) = read(post("application/json", b"{\"name\":".to_vec()).send().await.expect("sent")).await;
     assert_problem(status, &body, 400, "invalid_json");
     assert_eq!(ct, "application/problem+json");
-    let (status, _, body) = read(
-        post("application/json", b"[1,2]".to_vec())
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let (status, _, body) = read(post("application/json", b"[1,2]".to_vec()).send().await.expect("sent")).await;
     assert_problem(status, &body, 400, "invalid_json");
-    let (status, _, body) = read(
-        post("text/plain", b"{\"name\":\"Ana\"}".to_vec())
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let (status, _, body) = read(post("text/plain", b"{\"name\":\"Ana\"}".to_vec()).send().await.expect("sent")).await;
     assert_problem(status, &body, 415, "unsupported_media_type");
-    let (status, _, body) = read(
-        f.api
-            .raw(Method::POST, "/users")
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let (status, _, body) = read(f.api.raw(Method::POST, "/users").send().await.expect("sent")).await;
     assert_problem(status, &body, 400, "invalid_json");
 
     // Exactly the limit (16 KiB) is accepted; one byte more is not.
@@ -193,28 +113,12 @@ async fn bodies_are_checked_before_anything_runs(mut f: Fixture) {
         let skeleton = br#"{"name":"Limit","pad":""}"#.len();
         format!(r#"{{"name":"Limit","pad":"{}"}}"#, "p".repeat(n - skeleton)).into_bytes()
     };
-    let (status, _, body) = read(
-        post("application/json", pad(16 * 1024 + 1))
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let (status, _, body) = read(post("application/json", pad(16 * 1024 + 1)).send().await.expect("sent")).await;
     assert_problem(status, &body, 413, "payload_too_large");
-    let (status, _, body) = read(
-        post("application/json", pad(16 * 1024))
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let (status, _, body) = read(post("application/json", pad(16 * 1024)).send().await.expect("sent")).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let events = f.events_so_far().await;
-    assert_eq!(
-        events.len(),
-        1,
-        "only the accepted body emitted: {events:?}"
-    );
+    assert_eq!(events.len(), 1, "only the accepted body emitted: {events:?}");
 }
 
 async fn lists_are_ordered_and_limited(f: Fixture) {
@@ -223,12 +127,8 @@ async fn lists_are_ordered_and_limited(f: Fixture) {
         ids.push(f.api.user(name).await);
     }
     let (_, all) = f.api.get("/users").await;
-    let listed: Vec<_> = all
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|u| u["id"].as_str().unwrap_or("").to_owned())
-        .collect();
+    let listed: Vec<_> =
+        all.as_array().into_iter().flatten().map(|u| u["id"].as_str().unwrap_or("").to_owned()).collect();
     assert_eq!(listed, ids, "oldest first");
     let (_, two) = f.api.get("/users?limit=2").await;
     assert_eq!(two.as_array().map(Vec::len), Some(2));
@@ -264,15 +164,9 @@ async fn unknown_and_malformed_ids_are_404(f: Fixture) {
     }
     let (status, body) = f.api.post("/calls/nope/end", json!({})).await;
     assert_problem(status, &body, 404, "call_not_found");
-    let (status, body) = f
-        .api
-        .post(&format!("/calls/{missing}/end"), json!({}))
-        .await;
+    let (status, body) = f.api.post(&format!("/calls/{missing}/end"), json!({})).await;
     assert_problem(status, &body, 404, "call_not_found");
-    let (status, body) = f
-        .api
-        .post("/rooms/nope/join", json!({ "userId": missing }))
-        .await;
+    let (status, body) = f.api.post("/rooms/nope/join", json!({ "userId": missing })).await;
     assert_problem(status, &body, 404, "room_not_found");
     let (status, body) = f.api.get("/no/such/endpoint").await;
     assert_problem(status, &body, 404, "not_found");
@@ -281,16 +175,10 @@ async fn unknown_and_malformed_ids_are_404(f: Fixture) {
 async fn starting_a_call_returns_a_token_and_announces_the_call(mut f: Fixture) {
     let (ana, ben) = (f.api.user("Ana").await, f.api.user("Ben").await);
     f.events_so_far().await;
-    let (status, call) = f
-        .api
-        .post("/calls", json!({ "fromUserId": ana, "toUserId": ben }))
-        .await;
+    let (status, call) = f.api.post("/calls", json!({ "fromUserId": ana, "toUserId": ben })).await;
     assert_eq!(status, StatusCode::CREATED, "{call}");
     assert_eq!(call["callId"], call["id"]);
-    assert_eq!(
-        (call["fromUserId"].as_str(), call["toUserId"].as_str()),
-        (Some(ana.as_str()), Some(ben.as_str()))
-    );
+    assert_eq!((call["fromUserId"].as_str(), call["toUserId"].as_str()), (Some(ana.as_str()), Some(ben.as_str())));
     assert_eq!(call["status"], "initiated");
     assert_eq!(call["endTime"], Value::Null);
     assert!(is_iso_millis(&call["startTime"]));
@@ -304,64 +192,35 @@ async fn starting_a_call_returns_a_token_and_announces_the_call(mut f: Fixture) 
     assert!(claims.video.room_join);
     assert!(!claims.video.room_admin && !claims.video.room_create && !claims.video.room_list);
     assert_eq!(
-        (
-            claims.video.can_publish,
-            claims.video.can_subscribe,
-            claims.video.can_publish_data
-        ),
+        (claims.video.can_publish, claims.video.can_subscribe, claims.video.can_publish_data),
         (Some(true), Some(true), Some(true))
     );
-    assert_eq!(
-        u64::try_from(claims.exp - claims.nbf).ok(),
-        Some(crate::support::TOKEN_TTL_S)
-    );
+    assert_eq!(u64::try_from(claims.exp - claims.nbf).ok(), Some(crate::support::TOKEN_TTL_S));
 
     let mut stored = call.clone();
     let obj = stored.as_object_mut().expect("object");
     obj.remove("token");
     obj.remove("url");
-    let (_, fetched) = f
-        .api
-        .get(&format!("/calls/{}", call["id"].as_str().unwrap_or("")))
-        .await;
+    let (_, fetched) = f.api.get(&format!("/calls/{}", call["id"].as_str().unwrap_or(""))).await;
     assert_eq!(fetched, stored);
     let mut announced = stored.clone();
     announced.as_object_mut().expect("object").remove("endTime");
     let events = f.events_so_far().await;
-    assert_eq!(
-        events,
-        vec![("call.started".into(), json!({ "data": announced }))]
-    );
-    assert!(
-        !serde_json::to_string(&events)
-            .unwrap_or_default()
-            .contains(call["token"].as_str().unwrap_or("-"))
-    );
+    assert_eq!(events, vec![("call.started".into(), json!({ "data": announced }))]);
+    assert!(!serde_json::to_string(&events).unwrap_or_default().contains(call["token"].as_str().unwrap_or("-")));
 }
 
 async fn invalid_calls_are_refused_and_change_nothing(mut f: Fixture) {
     let ana = f.api.user("Ana").await;
     let ghost = uuid::Uuid::new_v4().to_string();
     f.events_so_far().await;
-    let (status, body) = f
-        .api
-        .post("/calls", json!({ "fromUserId": ana, "toUserId": ghost }))
-        .await;
+    let (status, body) = f.api.post("/calls", json!({ "fromUserId": ana, "toUserId": ghost })).await;
     assert_problem(status, &body, 404, "user_not_found");
-    let (status, body) = f
-        .api
-        .post("/calls", json!({ "fromUserId": ghost, "toUserId": ana }))
-        .await;
+    let (status, body) = f.api.post("/calls", json!({ "fromUserId": ghost, "toUserId": ana })).await;
     assert_problem(status, &body, 404, "user_not_found");
-    let (status, body) = f
-        .api
-        .post("/calls", json!({ "fromUserId": ana, "toUserId": ana }))
-        .await;
+    let (status, body) = f.api.post("/calls", json!({ "fromUserId": ana, "toUserId": ana })).await;
     assert_problem(status, &body, 422, "validation_failed");
-    let (status, body) = f
-        .api
-        .post("/calls", json!({ "fromUserId": "nope", "toUserId": 3 }))
-        .await;
+    let (status, body) = f.api.post("/calls", json!({ "fromUserId": "nope", "toUserId": 3 })).await;
     assert_problem(status, &body, 422, "validation_failed");
     assert_eq!(error_fields(&body), vec!["fromUserId", "toUserId"]);
     let (_, calls) = f.api.get("/calls").await;
@@ -371,10 +230,7 @@ async fn invalid_calls_are_refused_and_change_nothing(mut f: Fixture) {
 
 async fn ending_a_call_twice_emits_one_event(mut f: Fixture) {
     let (ana, ben) = (f.api.user("Ana").await, f.api.user("Ben").await);
-    let (_, call) = f
-        .api
-        .post("/calls", json!({ "fromUserId": ana, "toUserId": ben }))
-        .await;
+    let (_, call) = f.api.post("/calls", json!({ "fromUserId": ana, "toUserId": ben })).await;
     let id = call["id"].as_str().unwrap_or("").to_owned();
     f.events_so_far().await;
     let (status, ended) = f.api.post(&format!("/calls/{id}/end"), json!({})).await;
@@ -383,79 +239,39 @@ async fn ending_a_call_twice_emits_one_event(mut f: Fixture) {
     assert!(is_iso_millis(&ended["endTime"]));
     assert_eq!(ended["startTime"], call["startTime"]);
     // No body at all is fine too, and ending again returns the call as it is.
-    let again = f
-        .api
-        .raw(Method::POST, &format!("/calls/{id}/end"))
-        .send()
-        .await
-        .expect("sent");
+    let again = f.api.raw(Method::POST, &format!("/calls/{id}/end")).send().await.expect("sent");
     assert_eq!(again.status(), StatusCode::OK);
     assert_eq!(again.json::<Value>().await.expect("json"), ended);
     let (_, fetched) = f.api.get(&format!("/calls/{id}")).await;
     assert_eq!(fetched, ended);
     let events = f.events_so_far().await;
-    assert_eq!(
-        events,
-        vec![("call.ended".into(), json!({ "data": { "callId": id } }))]
-    );
+    assert_eq!(events, vec![("call.ended".into(), json!({ "data": { "callId": id } }))]);
 }
 
 async fn calls_are_listed_newest_first_and_filtered(f: Fixture) {
-    let (a, b, c) = (
-        f.api.user("A").await,
-        f.api.user("B").await,
-        f.api.user("C").await,
-    );
+    let (a, b, c) = (f.api.user("A").await, f.api.user("B").await, f.api.user("C").await);
     let mut ids = Vec::new();
     for (from, to) in [(&a, &b), (&b, &c), (&c, &a), (&a, &b)] {
-        let (_, call) = f
-            .api
-            .post("/calls", json!({ "fromUserId": from, "toUserId": to }))
-            .await;
+        let (_, call) = f.api.post("/calls", json!({ "fromUserId": from, "toUserId": to })).await;
         ids.push(call["id"].as_str().unwrap_or("").to_owned());
     }
-    f.api
-        .post(&format!("/calls/{}/end", ids[1]), json!({}))
-        .await;
+    f.api.post(&format!("/calls/{}/end", ids[1]), json!({})).await;
     let listed = |v: Value| -> Vec<String> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| c["id"].as_str().unwrap_or("").to_owned())
-            .collect()
+        v.as_array().into_iter().flatten().map(|c| c["id"].as_str().unwrap_or("").to_owned()).collect()
     };
     let newest_first: Vec<_> = ids.iter().rev().cloned().collect();
     assert_eq!(listed(f.api.get("/calls").await.1), newest_first);
-    assert_eq!(
-        listed(f.api.get("/calls?limit=2").await.1),
-        newest_first[..2]
-    );
+    assert_eq!(listed(f.api.get("/calls?limit=2").await.1), newest_first[..2]);
     assert_eq!(
         listed(f.api.get(&format!("/calls?userId={b}")).await.1),
         vec![ids[3].clone(), ids[1].clone(), ids[0].clone()]
     );
+    assert_eq!(listed(f.api.get("/calls?status=ended").await.1), vec![ids[1].clone()]);
     assert_eq!(
-        listed(f.api.get("/calls?status=ended").await.1),
-        vec![ids[1].clone()]
-    );
-    assert_eq!(
-        listed(
-            f.api
-                .get(&format!("/calls?userId={a}&status=initiated"))
-                .await
-                .1
-        ),
+        listed(f.api.get(&format!("/calls?userId={a}&status=initiated")).await.1),
         vec![ids[3].clone(), ids[2].clone(), ids[0].clone()]
     );
-    assert_eq!(
-        listed(
-            f.api
-                .get(&format!("/calls?userId={a}&status=ended"))
-                .await
-                .1
-        ),
-        Vec::<String>::new()
-    );
+    assert_eq!(listed(f.api.get(&format!("/calls?userId={a}&status=ended")).await.1), Vec::<String>::new());
     for query in ["status=active", "userId=nope"] {
         let (status, body) = f.api.get(&format!("/calls?{query}")).await;
         assert_problem(status, &body, 422, "validation_failed");
@@ -465,10 +281,7 @@ async fn calls_are_listed_newest_first_and_filtered(f: Fixture) {
 async fn rooms_are_created_and_joined_once_per_user(mut f: Fixture) {
     let (ana, ben) = (f.api.user("Ana").await, f.api.user("Ben").await);
     f.events_so_far().await;
-    let (status, room) = f
-        .api
-        .post("/rooms", json!({ "name": " Daily stand-up " }))
-        .await;
+    let (status, room) = f.api.post("/rooms", json!({ "name": " Daily stand-up " })).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(room["name"], "Daily stand-up");
     assert_eq!(room["participants"], json!([]));
@@ -478,15 +291,9 @@ async fn rooms_are_created_and_joined_once_per_user(mut f: Fixture) {
 
     let mut joins = Vec::new();
     for user in [&ben, &ana, &ben] {
-        let (status, joined) = f
-            .api
-            .post(&format!("/rooms/{id}/join"), json!({ "userId": user }))
-            .await;
+        let (status, joined) = f.api.post(&format!("/rooms/{id}/join"), json!({ "userId": user })).await;
         assert_eq!(status, StatusCode::OK, "{joined}");
-        assert_eq!(
-            (joined["roomId"].as_str(), joined["userId"].as_str()),
-            (Some(id.as_str()), Some(user.as_str()))
-        );
+        assert_eq!((joined["roomId"].as_str(), joined["userId"].as_str()), (Some(id.as_str()), Some(user.as_str())));
         assert_eq!(joined["roomName"], room["roomName"]);
         assert_eq!(joined["url"], "wss://livekit.test");
         let claims = verify_token(joined["token"].as_str().unwrap_or(""));
@@ -496,184 +303,76 @@ async fn rooms_are_created_and_joined_once_per_user(mut f: Fixture) {
         );
         joins.push(joined);
     }
-    assert_eq!(
-        joins[2]["room"]["participants"],
-        json!([ben, ana]),
-        "first-join order, each once"
-    );
+    assert_eq!(joins[2]["room"]["participants"], json!([ben, ana]), "first-join order, each once");
     let (_, fetched) = f.api.get(&format!("/rooms/{id}")).await;
     assert_eq!(fetched, joins[2]["room"]);
 
-    let (status, body) = f
-        .api
-        .post(
-            &format!("/rooms/{id}/join"),
-            json!({ "userId": uuid::Uuid::new_v4() }),
-        )
-        .await;
+    let (status, body) = f.api.post(&format!("/rooms/{id}/join"), json!({ "userId": uuid::Uuid::new_v4() })).await;
     assert_problem(status, &body, 404, "user_not_found");
-    let (status, body) = f
-        .api
-        .post(
-            &format!("/rooms/{}/join", uuid::Uuid::new_v4()),
-            json!({ "userId": ana }),
-        )
-        .await;
+    let (status, body) = f.api.post(&format!("/rooms/{}/join", uuid::Uuid::new_v4()), json!({ "userId": ana })).await;
     assert_problem(status, &body, 404, "room_not_found");
-    let (status, body) = f
-        .api
-        .post(&format!("/rooms/{id}/join"), json!({ "userId": "x" }))
-        .await;
+    let (status, body) = f.api.post(&format!("/rooms/{id}/join"), json!({ "userId": "x" })).await;
     assert_problem(status, &body, 422, "validation_failed");
 
     let mut expected_room = room.clone();
     let obj = expected_room.as_object_mut().expect("object");
     obj.remove("createdAt");
-    let joined = |u: &String| {
-        (
-            "room.joined".to_owned(),
-            json!({ "data": { "roomId": id, "userId": u } }),
-        )
-    };
+    let joined = |u: &String| ("room.joined".to_owned(), json!({ "data": { "roomId": id, "userId": u } }));
     let events = f.events_so_far().await;
     assert_eq!(
         events,
-        vec![
-            ("room.created".into(), json!({ "data": expected_room })),
-            joined(&ben),
-            joined(&ana),
-            joined(&ben)
-        ]
+        vec![("room.created".into(), json!({ "data": expected_room })), joined(&ben), joined(&ana), joined(&ben)]
     );
 }
 
 async fn tokens_go_only_to_those_who_may_join(mut f: Fixture) {
-    let (ana, ben, eve) = (
-        f.api.user("Ana").await,
-        f.api.user("Ben").await,
-        f.api.user("Eve").await,
-    );
-    let (_, call) = f
-        .api
-        .post("/calls", json!({ "fromUserId": ana, "toUserId": ben }))
-        .await;
+    let (ana, ben, eve) = (f.api.user("Ana").await, f.api.user("Ben").await, f.api.user("Eve").await);
+    let (_, call) = f.api.post("/calls", json!({ "fromUserId": ana, "toUserId": ben })).await;
     let room_name = call["roomName"].clone();
     f.events_so_far().await;
 
-    let (status, grant) = f
-        .api
-        .post(
-            "/livekit/token",
-            json!({ "roomName": room_name, "userId": ben }),
-        )
-        .await;
+    let (status, grant) = f.api.post("/livekit/token", json!({ "roomName": room_name, "userId": ben })).await;
     assert_eq!(status, StatusCode::OK, "{grant}");
-    assert_eq!(
-        (grant["roomName"].clone(), grant["identity"].as_str()),
-        (room_name.clone(), Some(ben.as_str()))
-    );
+    assert_eq!((grant["roomName"].clone(), grant["identity"].as_str()), (room_name.clone(), Some(ben.as_str())));
     assert_eq!(grant["url"], "wss://livekit.test");
     let claims = verify_token(grant["token"].as_str().unwrap_or(""));
-    assert_eq!(
-        (claims.sub.as_str(), claims.name.as_str()),
-        (ben.as_str(), "Ben")
-    );
+    assert_eq!((claims.sub.as_str(), claims.name.as_str()), (ben.as_str(), "Ben"));
 
-    let (status, body) = f
-        .api
-        .post(
-            "/livekit/token",
-            json!({ "roomName": room_name, "userId": eve }),
-        )
-        .await;
+    let (status, body) = f.api.post("/livekit/token", json!({ "roomName": room_name, "userId": eve })).await;
     assert_problem(status, &body, 403, "not_a_participant");
-    let (status, body) = f
-        .api
-        .post(
-            "/livekit/token",
-            json!({ "roomName": uuid::Uuid::new_v4(), "userId": ben }),
-        )
-        .await;
+    let (status, body) = f.api.post("/livekit/token", json!({ "roomName": uuid::Uuid::new_v4(), "userId": ben })).await;
     assert_problem(status, &body, 404, "room_not_found");
-    let (status, body) = f
-        .api
-        .post(
-            "/livekit/token",
-            json!({ "roomName": room_name, "userId": uuid::Uuid::new_v4() }),
-        )
-        .await;
+    let (status, body) =
+        f.api.post("/livekit/token", json!({ "roomName": room_name, "userId": uuid::Uuid::new_v4() })).await;
     assert_problem(status, &body, 404, "user_not_found");
-    let (status, body) = f
-        .api
-        .post("/livekit/token", json!({ "roomName": "x" }))
-        .await;
+    let (status, body) = f.api.post("/livekit/token", json!({ "roomName": "x" })).await;
     assert_problem(status, &body, 422, "validation_failed");
     assert_eq!(error_fields(&body), vec!["roomName", "userId"]);
 
-    f.api
-        .post(
-            &format!("/calls/{}/end", call["id"].as_str().unwrap_or("")),
-            json!({}),
-        )
-        .await;
-    let (status, body) = f
-        .api
-        .post(
-            "/livekit/token",
-            json!({ "roomName": room_name, "userId": ben }),
-        )
-        .await;
+    f.api.post(&format!("/calls/{}/end", call["id"].as_str().unwrap_or("")), json!({})).await;
+    let (status, body) = f.api.post("/livekit/token", json!({ "roomName": room_name, "userId": ben })).await;
     assert_problem(status, &body, 409, "call_ended");
 
     let (_, room) = f.api.post("/rooms", json!({ "name": "R" })).await;
     let body = json!({ "roomName": room["roomName"], "userId": eve });
     let (status, problem) = f.api.post("/livekit/token", body.clone()).await;
     assert_problem(status, &problem, 403, "not_a_participant");
-    f.api
-        .post(
-            &format!("/rooms/{}/join", room["id"].as_str().unwrap_or("")),
-            json!({ "userId": eve }),
-        )
-        .await;
+    f.api.post(&format!("/rooms/{}/join", room["id"].as_str().unwrap_or("")), json!({ "userId": eve })).await;
     let (status, grant) = f.api.post("/livekit/token", body).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        verify_token(grant["token"].as_str().unwrap_or(""))
-            .video
-            .room,
-        room["roomName"].as_str().unwrap_or("")
-    );
+    assert_eq!(verify_token(grant["token"].as_str().unwrap_or("")).video.room, room["roomName"].as_str().unwrap_or(""));
 
-    let names: Vec<_> = f
-        .events_so_far()
-        .await
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    assert_eq!(
-        names,
-        vec!["call.ended", "room.created", "room.joined"],
-        "token requests emit nothing"
-    );
+    let names: Vec<_> = f.events_so_far().await.into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, vec!["call.ended", "room.created", "room.joined"], "token requests emit nothing");
 }
 
 async fn operations_endpoints_and_cors_answer(f: Fixture) {
     assert_eq!(f.api.get("/healthz").await.0, StatusCode::OK);
     assert_eq!(f.api.get("/readyz").await.0, StatusCode::OK);
     f.api.user("Ana").await;
-    let metrics = f
-        .api
-        .raw(Method::GET, "/metrics")
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let metrics = f.api.raw(Method::GET, "/metrics").send().await.expect("sent").text().await.expect("text");
     assert!(
-        metrics.contains(
-            "switchboard_http_requests_total{method=\"POST\",route=\"/users\",status=\"201\"}"
-        ),
+        metrics.contains("switchboard_http_requests_total{method=\"POST\",route=\"/users\",status=\"201\"}"),
         "{metrics}"
     );
     let preflight = f

@@ -5,3 +5,4 @@ mod cluster;
 mod contract;
 mod outage;
 mod support;
+mod telemetry;

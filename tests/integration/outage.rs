@@ -8,10 +8,7 @@ use serde_json::json;
 #[tokio::test]
 async fn a_redis_outage_is_503_and_replicas_recover_by_themselves() {
     let mut redis = RedisServer::start();
-    let replicas = [
-        TestApp::redis(&redis, "outage").await,
-        TestApp::redis(&redis, "outage").await,
-    ];
+    let replicas = [TestApp::redis(&redis, "outage").await, TestApp::redis(&redis, "outage").await];
     let mut clients = Vec::new();
     for replica in &replicas {
         clients.push(SioClient::connect(&replica.base, Mode::Websocket).await);
@@ -26,10 +23,7 @@ async fn a_redis_outage_is_503_and_replicas_recover_by_themselves() {
         })
         .await;
         // Answered (within the client's bound), not left hanging.
-        let (status, body) = replica
-            .api
-            .post("/users", json!({ "name": "during" }))
-            .await;
+        let (status, body) = replica.api.post("/users", json!({ "name": "during" })).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert_eq!(body["code"], "store_unavailable");
         let (status, _) = replica.api.get("/users").await;
@@ -52,19 +46,10 @@ async fn a_redis_outage_is_503_and_replicas_recover_by_themselves() {
         for client in &mut clients {
             let (event, arg) = client.next_event().await;
             assert_eq!(event, "user.registered");
-            assert_eq!(
-                arg["data"],
-                json!({ "id": id, "name": name }),
-                "the first event after the outage"
-            );
+            assert_eq!(arg["data"], json!({ "id": id, "name": name }), "the first event after the outage");
         }
     }
     let (_, users) = replicas[0].api.get("/users").await;
-    let names: Vec<_> = users
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|u| u["name"].clone())
-        .collect();
+    let names: Vec<_> = users.as_array().into_iter().flatten().map(|u| u["name"].clone()).collect();
     assert_eq!(names, vec![json!("after-0"), json!("after-1")]);
 }

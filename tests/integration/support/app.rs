@@ -64,11 +64,7 @@ impl TestApp {
                 panic!("replica failed: {e}");
             }
         });
-        let app = Self {
-            api: Api::new(&base),
-            base,
-            _shutdown: tx,
-        };
+        let app = Self { api: Api::new(&base), base, _shutdown: tx };
         let api = app.api.clone();
         eventually("the replica to be ready", || {
             let api = api.clone();
@@ -88,14 +84,8 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(super::WAIT)
-            .build()
-            .expect("client");
-        Self {
-            base: base.to_owned(),
-            http,
-        }
+        let http = reqwest::Client::builder().timeout(super::WAIT).build().expect("client");
+        Self { base: base.to_owned(), http }
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -106,12 +96,7 @@ impl Api {
         self.send(Method::POST, path, Some(body)).await
     }
 
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
             req = req.json(&body);
@@ -119,10 +104,7 @@ impl Api {
         let res = req.send().await.expect("the replica answers");
         let status = res.status();
         let text = res.text().await.expect("a body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     /// A raw request, for bodies and headers the JSON helpers cannot send.
@@ -132,9 +114,7 @@ impl Api {
 
     /// Registers a user and returns its id.
     pub async fn user(&self, name: &str) -> String {
-        let (status, body) = self
-            .post("/users", serde_json::json!({ "name": name }))
-            .await;
+        let (status, body) = self.post("/users", serde_json::json!({ "name": name })).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["id"].as_str().expect("id").to_owned()
     }

@@ -48,18 +48,11 @@ impl SioClient {
                 }
             }
         });
-        let mut client = Self {
-            lines,
-            _child: child,
-        };
+        let mut client = Self { lines, _child: child };
         match mode {
             Mode::Polling | Mode::Websocket => {
                 let connected = client.next_of("connect").await;
-                let expected = if let Mode::Polling = mode {
-                    "polling"
-                } else {
-                    "websocket"
-                };
+                let expected = if let Mode::Polling = mode { "polling" } else { "websocket" };
                 assert_eq!(connected["transport"], expected);
             }
             // The upgrade may complete before or after the namespace connect.
@@ -99,22 +92,12 @@ impl SioClient {
     pub async fn next_event(&mut self) -> (String, Value) {
         let line = self.next_of("event").await;
         let args = line["args"].as_array().cloned().unwrap_or_default();
-        assert_eq!(
-            args.len(),
-            1,
-            "every event carries exactly one argument: {line}"
-        );
-        (
-            line["name"].as_str().unwrap_or_default().to_owned(),
-            args[0].clone(),
-        )
+        assert_eq!(args.len(), 1, "every event carries exactly one argument: {line}");
+        (line["name"].as_str().unwrap_or_default().to_owned(), args[0].clone())
     }
 
     /// Every event up to and excluding the first one `is_barrier` accepts.
-    pub async fn events_until(
-        &mut self,
-        is_barrier: impl Fn(&str, &Value) -> bool,
-    ) -> Vec<(String, Value)> {
+    pub async fn events_until(&mut self, is_barrier: impl Fn(&str, &Value) -> bool) -> Vec<(String, Value)> {
         let mut seen = Vec::new();
         loop {
             let (name, arg) = self.next_event().await;

@@ -1,0 +1,340 @@
+//! Results: medians over runs, switchboard/baseline ratios, the targets of the issue, a
+//! table for people and JSON for tools.
+
+use crate::cluster::Impl;
+use crate::scenarios::{Metric, Metrics, Sizes};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// A scenario: its id, what it measures and the target it is judged against.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Scenario {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub target: &'static str,
+}
+
+pub const SCENARIOS: [Scenario; 5] = [
+    Scenario {
+        id: "L1",
+        title: "REST POST /users at fixed concurrency, one replica on Redis",
+        target: ">= 4x baseline req/s per core; p99 <= 0.3x",
+    },
+    Scenario {
+        id: "L2",
+        title: "fan-out: POST /calls on replica A -> call.started at clients on replica B",
+        target: "p50 < 2 ms, p99 < 10 ms; p99 <= 0.25x baseline",
+    },
+    Scenario {
+        id: "L3",
+        title: "delivered events/s at saturation, 2 replicas",
+        target: ">= 5x baseline per core",
+    },
+    Scenario {
+        id: "L4",
+        title: "idle websocket connections on one replica: RSS per connection",
+        target: "<= 0.5x baseline, and <= 12 KiB",
+    },
+    Scenario {
+        id: "L5",
+        title: "kill (SIGKILL) the replica holding the clients, behind nginx",
+        target: "100 % reconnected within 10 s",
+    },
+];
+
+/// The runs of one scenario against one implementation.
+#[derive(Debug, Serialize)]
+pub struct ImplResult {
+    pub implementation: Impl,
+    pub runs: Vec<Metrics>,
+    pub median: Metrics,
+    pub error: Option<String>,
+}
+
+impl ImplResult {
+    pub fn new(implementation: Impl) -> Self {
+        ImplResult {
+            implementation,
+            runs: Vec::new(),
+            median: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Records one run's outcome; the first error ends the scenario for this implementation.
+    pub fn record(&mut self, outcome: Result<Metrics, String>) {
+        match outcome {
+            Ok(m) => self.runs.push(m),
+            Err(e) => {
+                eprintln!("bench: {} failed: {e}", self.implementation.name());
+                self.error.get_or_insert(e);
+            }
+        }
+        self.median = median(&self.runs);
+    }
+
+    fn get(&self, name: &str) -> Option<f64> {
+        self.median
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+    }
+}
+
+/// Per metric, the median of the runs' finite values (NaN when there are none).
+fn median(runs: &[Metrics]) -> Metrics {
+    let Some(first) = runs.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .map(|m| {
+            let mut values: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| r.iter().find(|x| x.name == m.name))
+                .map(|x| x.value)
+                .filter(|v| v.is_finite())
+                .collect();
+            values.sort_by(f64::total_cmp);
+            let value = match values.len() {
+                0 => f64::NAN,
+                n if n % 2 == 1 => values[n / 2],
+                n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+            };
+            Metric {
+                name: m.name,
+                value,
+            }
+        })
+        .collect()
+}
+
+/// One scenario with both implementations.
+#[derive(Debug, Serialize)]
+pub struct ScenarioResult {
+    #[serde(flatten)]
+    pub scenario: Scenario,
+    pub results: Vec<ImplResult>,
+    /// switchboard ÷ baseline, per metric.
+    pub ratios: Metrics,
+    pub verdict: Option<String>,
+}
+
+impl ScenarioResult {
+    pub fn new(scenario: Scenario, results: Vec<ImplResult>, judge: bool) -> Self {
+        let sb = results
+            .iter()
+            .find(|r| r.implementation == Impl::Switchboard);
+        let node = results.iter().find(|r| r.implementation == Impl::Node);
+        let ratios = match (sb, node) {
+            (Some(sb), Some(node)) => sb
+                .median
+                .iter()
+                .filter_map(|m| {
+                    let base = node.get(m.name)?;
+                    Some(Metric {
+                        name: m.name,
+                        value: m.value / base,
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let verdict = match (judge, sb) {
+            (true, Some(sb)) if sb.error.is_none() => Some(verdict(scenario.id, sb, &ratios)),
+            _ => None,
+        };
+        ScenarioResult {
+            scenario,
+            results,
+            ratios,
+            verdict,
+        }
+    }
+}
+
+/// Whether switchboard met the issue's target, with the numbers that decided it.
+fn verdict(id: &str, sb: &ImplResult, ratios: &Metrics) -> String {
+    let ratio = |name: &str| {
+        ratios
+            .iter()
+            .find(|m| m.name == name)
+            .map_or(f64::NAN, |m| m.value)
+    };
+    let own = |name: &str| sb.get(name).unwrap_or(f64::NAN);
+    let checks: Vec<(String, bool)> = match id {
+        "L1" => vec![
+            (
+                format!("req/s per core {:.2}x (>= 4)", ratio("req_per_cpu_s")),
+                ratio("req_per_cpu_s") >= 4.0,
+            ),
+            (
+                format!("p99 {:.2}x (<= 0.3)", ratio("p99_ms")),
+                ratio("p99_ms") <= 0.3,
+            ),
+        ],
+        "L2" => vec![
+            (
+                format!("p50 {:.2} ms (< 2)", own("p50_ms")),
+                own("p50_ms") < 2.0,
+            ),
+            (
+                format!("p99 {:.2} ms (< 10)", own("p99_ms")),
+                own("p99_ms") < 10.0,
+            ),
+            (
+                format!("p99 {:.2}x (<= 0.25)", ratio("p99_ms")),
+                ratio("p99_ms") <= 0.25,
+            ),
+        ],
+        "L3" => vec![(
+            format!("events/s per core {:.2}x (>= 5)", ratio("events_per_cpu_s")),
+            ratio("events_per_cpu_s") >= 5.0,
+        )],
+        "L4" => vec![
+            (
+                format!("RSS/conn {:.2}x (<= 0.5)", ratio("kib_per_conn")),
+                ratio("kib_per_conn") <= 0.5,
+            ),
+            (
+                format!("{:.1} KiB/conn (<= 12)", own("kib_per_conn")),
+                own("kib_per_conn") <= 12.0,
+            ),
+        ],
+        "L5" => vec![(
+            format!("{:.1} % back within 10 s", own("reconnected_10s_pct")),
+            own("reconnected_10s_pct") >= 100.0,
+        )],
+        _ => Vec::new(),
+    };
+    let met = checks.iter().all(|(_, ok)| *ok);
+    let detail: Vec<String> = checks
+        .into_iter()
+        .map(|(what, ok)| format!("{what} {}", if ok { "ok" } else { "MISSED" }))
+        .collect();
+    format!(
+        "{}: {}",
+        if met { "met" } else { "NOT met" },
+        detail.join("; ")
+    )
+}
+
+/// The machine the numbers come from.
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub nproc: usize,
+    pub cpu_model: String,
+}
+
+impl Machine {
+    pub fn read() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        Machine {
+            // Counted from /proc/cpuinfo, not from this process's (pinned) affinity.
+            nproc: cpuinfo
+                .lines()
+                .filter(|l| l.starts_with("processor"))
+                .count(),
+            cpu_model: cpuinfo
+                .lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Everything a run produced, as written to the JSON file.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub smoke: bool,
+    pub machine: Machine,
+    pub runs_per_scenario: usize,
+    pub server_cpus: Option<String>,
+    pub harness_note: &'static str,
+    pub sizes: Sizes,
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+fn fmt_value(v: f64) -> String {
+    if !v.is_finite() {
+        "-".into()
+    } else if v.abs() >= 1000.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+impl Report {
+    /// The human-readable table: one block per scenario, a row per metric.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<4} {:<22} {:>14} {:>14} {:>10}",
+            "", "metric", "switchboard", "node", "sb/node"
+        );
+        for s in &self.scenarios {
+            let _ = writeln!(
+                out,
+                "{:<4} {} (target: {})",
+                s.scenario.id, s.scenario.title, s.scenario.target
+            );
+            let names: Vec<&'static str> = s
+                .results
+                .iter()
+                .flat_map(|r| r.median.iter().map(|m| m.name))
+                .fold(Vec::new(), |mut acc, n| {
+                    if !acc.contains(&n) {
+                        acc.push(n);
+                    }
+                    acc
+                });
+            let cell = |imp: Impl, name: &str| {
+                s.results
+                    .iter()
+                    .find(|r| r.implementation == imp)
+                    .and_then(|r| r.get(name))
+                    .map_or("-".into(), fmt_value)
+            };
+            for name in names {
+                let ratio = s
+                    .ratios
+                    .iter()
+                    .find(|m| m.name == name)
+                    .map_or("-".into(), |m| fmt_value(m.value));
+                let _ = writeln!(
+                    out,
+                    "{:<4} {:<22} {:>14} {:>14} {:>10}",
+                    "",
+                    name,
+                    cell(Impl::Switchboard, name),
+                    cell(Impl::Node, name),
+                    ratio
+                );
+            }
+            for r in &s.results {
+                if let Some(e) = &r.error {
+                    let _ = writeln!(out, "     {} FAILED: {e}", r.implementation.name());
+                }
+            }
+            if let Some(v) = &s.verdict {
+                let _ = writeln!(out, "     verdict: {v}");
+            }
+        }
+        out
+    }
+
+    /// Whether every scenario ran and produced at least one finite number for every
+    /// implementation (what smoke mode checks; timings are never asserted).
+    pub fn complete(&self) -> bool {
+        self.scenarios.iter().all(|s| {
+            s.results.iter().all(|r| {
+                r.error.is_none() && !r.runs.is_empty() && r.median.iter().any(|m| m.value.is_finite())
+            })
+        })
+    }
+}

@@ -1,0 +1,616 @@
+//! The five scenarios (L1–L5). Each drives one running cluster and returns its numbers;
+//! none of them judges the numbers (that is the report's job), so smoke runs can reuse them.
+
+use crate::cluster::{self, Cluster, Replica};
+use crate::eio::{self, Client, End};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// The sizes of one benchmark run (tiny ones in smoke mode).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Sizes {
+    /// Seconds of load before any measurement starts (connection pools, JIT, caches).
+    pub warmup_secs: f64,
+    pub l1_concurrency: usize,
+    pub l1_secs: f64,
+    pub l2_clients: usize,
+    pub l2_rate: u32,
+    pub l2_secs: f64,
+    pub l3_clients_per_replica: usize,
+    pub l3_publishers: usize,
+    pub l3_secs: f64,
+    pub l4_connections: usize,
+    pub l5_clients: usize,
+    /// How long L5 waits for reconnections after the kill (the target is 10 s).
+    pub l5_observe_secs: f64,
+}
+
+/// One named number of a scenario run; units are in the name.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Metric {
+    pub name: &'static str,
+    pub value: f64,
+}
+
+pub type Metrics = Vec<Metric>;
+
+fn metric(name: &'static str, value: f64) -> Metric {
+    Metric { name, value }
+}
+
+/// Simultaneous websocket handshakes while connecting thousands of clients.
+const CONNECT_CONCURRENCY: usize = 256;
+
+fn http_client(pool: usize) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(pool)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("http client: {e}"))
+}
+
+async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    body: String,
+) -> Result<serde_json::Value, String> {
+    let resp = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("POST {url}: {status}"));
+    }
+    resp.json().await.map_err(|e| format!("POST {url}: {e}"))
+}
+
+/// Registers `n` users on `base` (16 at a time) and returns their ids, in order.
+async fn register_users(
+    http: &reqwest::Client,
+    base: &str,
+    n: usize,
+) -> Result<Vec<String>, String> {
+    let sem = Arc::new(Semaphore::new(16));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let (http, url, sem) = (http.clone(), format!("{base}/users"), sem.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+            let user = post_json(&http, &url, format!(r#"{{"name":"bench-user-{i}"}}"#)).await?;
+            user["id"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| "POST /users: no id".to_string())
+        }));
+    }
+    let mut ids = Vec::with_capacity(n);
+    for t in tasks {
+        ids.push(t.await.map_err(|e| e.to_string())??);
+    }
+    Ok(ids)
+}
+
+/// POSTs /users back to back until `until`, counting successes into `done`; returns the
+/// latencies (µs) and the number of failed requests.
+async fn post_users_until(
+    http: reqwest::Client,
+    base: String,
+    until: Instant,
+    worker: usize,
+    done: Arc<AtomicU64>,
+) -> (Vec<u32>, u64) {
+    let url = format!("{base}/users");
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    let mut i = 0u64;
+    while Instant::now() < until {
+        i += 1;
+        let t = Instant::now();
+        match post_json(&http, &url, format!(r#"{{"name":"load-{worker}-{i}"}}"#)).await {
+            Ok(_) => {
+                latencies.push(t.elapsed().as_micros() as u32);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    (latencies, errors)
+}
+
+/// What a connected client does with each event packet; handed back when the client stops.
+pub trait Listener: Send + 'static {
+    fn on_event(&mut self, body: &str);
+}
+
+impl Listener for () {
+    fn on_event(&mut self, _: &str) {}
+}
+
+/// Counts every event into a shared counter.
+struct Counter(Arc<AtomicU64>);
+
+impl Listener for Counter {
+    fn on_event(&mut self, _: &str) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Connects `n` clients to `base`, each then listening until `stop` fires, and returns once
+/// every one is connected (or one failed).
+async fn spawn_clients<L: Listener>(
+    base: &str,
+    n: usize,
+    stop: &watch::Receiver<bool>,
+    mut listener: impl FnMut(usize) -> L,
+) -> Result<Vec<JoinHandle<L>>, String> {
+    let sem = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let (base, sem, ready, mut stop) =
+            (base.to_owned(), sem.clone(), ready_tx.clone(), stop.clone());
+        let mut l = listener(i);
+        handles.push(tokio::spawn(async move {
+            let permit = sem.acquire_owned().await;
+            let connected = Client::connect(&base).await;
+            drop(permit);
+            match connected {
+                Ok(mut client) => {
+                    let _ = ready.send(Ok(()));
+                    if client.run(&mut stop, |body| l.on_event(body)).await == End::Stopped {
+                        client.close().await;
+                    }
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                }
+            }
+            l
+        }));
+    }
+    drop(ready_tx);
+    for _ in 0..n {
+        match ready_rx.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(format!("a Socket.IO client failed to connect: {e}")),
+            None => return Err("client tasks ended early".into()),
+        }
+    }
+    Ok(handles)
+}
+
+fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((p * sorted_us.len() as f64).ceil() as usize).clamp(1, sorted_us.len()) - 1;
+    sorted_us[idx] as f64 / 1000.0
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// L1: POST /users at fixed concurrency against one replica.
+pub async fn l1(replica: &Replica, s: &Sizes) -> Result<Metrics, String> {
+    let http = http_client(s.l1_concurrency)?;
+    let phase = |len: f64| {
+        let until = Instant::now() + secs(len);
+        let done = Arc::new(AtomicU64::new(0));
+        let workers: Vec<_> = (0..s.l1_concurrency)
+            .map(|w| {
+                tokio::spawn(post_users_until(
+                    http.clone(),
+                    replica.url.clone(),
+                    until,
+                    w,
+                    done.clone(),
+                ))
+            })
+            .collect();
+        async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            for w in workers {
+                let (l, e) = w.await.map_err(|e| e.to_string())?;
+                latencies.extend(l);
+                errors += e;
+            }
+            Ok::<_, String>((latencies, errors))
+        }
+    };
+    phase(s.warmup_secs).await?;
+    let (cpu0, t0) = (cluster::cpu_time(replica.pid)?, Instant::now());
+    let (mut latencies, errors) = phase(s.l1_secs).await?;
+    let (cpu, wall) = (cluster::cpu_time(replica.pid)? - cpu0, t0.elapsed());
+    latencies.sort_unstable();
+    let n = latencies.len() as f64;
+    Ok(vec![
+        metric("req_per_s", n / wall.as_secs_f64()),
+        metric("req_per_cpu_s", n / cpu.as_secs_f64()),
+        metric("p50_ms", percentile_ms(&latencies, 0.50)),
+        metric("p99_ms", percentile_ms(&latencies, 0.99)),
+        metric("server_cores", cpu.as_secs_f64() / wall.as_secs_f64()),
+        metric("errors", errors as f64),
+    ])
+}
+
+/// State every L2 client reads: which call a `fromUserId` stands for and when it was sent.
+struct FanOut {
+    call_of_caller: HashMap<String, usize>,
+    sent_us: Vec<AtomicU64>,
+    warmup_calls: usize,
+    epoch: Instant,
+    received: AtomicU64,
+}
+
+/// An L2 client: the delay (µs) of every measured `call.started` it receives.
+struct DelaySamples {
+    shared: Arc<FanOut>,
+    samples: Vec<u32>,
+}
+
+impl Listener for DelaySamples {
+    fn on_event(&mut self, body: &str) {
+        if eio::event_name(body) != Some("call.started") {
+            return;
+        }
+        let now = self.shared.epoch.elapsed().as_micros() as u64;
+        let Some(&call) = eio::string_field(body, "fromUserId")
+            .and_then(|from| self.shared.call_of_caller.get(from))
+        else {
+            return;
+        };
+        let sent = self.shared.sent_us[call].load(Ordering::Relaxed);
+        if call >= self.shared.warmup_calls && sent > 0 {
+            self.samples.push(now.saturating_sub(sent) as u32);
+            self.shared.received.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// L2: POST /calls on replica A at a fixed rate (open model); the delay until each
+/// `call.started` reaches each client on replica B. Every call has its own caller, so the
+/// event's `fromUserId` names the call without waiting for the REST response.
+pub async fn l2(a: &Replica, b: &Replica, s: &Sizes) -> Result<Metrics, String> {
+    let warmup_calls = (s.l2_rate as f64 * s.warmup_secs) as usize;
+    let measured = (s.l2_rate as f64 * s.l2_secs) as usize;
+    let total = warmup_calls + measured;
+    let http = http_client(64)?;
+    let users = register_users(&http, &a.url, total + 1).await?;
+    let shared = Arc::new(FanOut {
+        call_of_caller: users[..total]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect(),
+        sent_us: (0..total).map(|_| AtomicU64::new(0)).collect(),
+        warmup_calls,
+        epoch: Instant::now(),
+        received: AtomicU64::new(0),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let clients = spawn_clients(&b.url, s.l2_clients, &stop_rx, |_| DelaySamples {
+        shared: shared.clone(),
+        samples: Vec::new(),
+    })
+    .await?;
+
+    let errors = Arc::new(AtomicU64::new(0));
+    let cpu0 = cluster::cpu_time_all(&[a.pid, b.pid])?;
+    let t0 = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / s.l2_rate as f64));
+    let mut requests = Vec::with_capacity(total);
+    for call in 0..total {
+        ticker.tick().await;
+        let (http, shared, errors) = (http.clone(), shared.clone(), errors.clone());
+        let url = format!("{}/calls", a.url);
+        let body = format!(
+            r#"{{"fromUserId":"{}","toUserId":"{}"}}"#,
+            users[call],
+            users[call + 1]
+        );
+        shared.sent_us[call].store(shared.epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
+        requests.push(tokio::spawn(async move {
+            if post_json(&http, &url, body).await.is_err() {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for r in requests {
+        r.await.map_err(|e| e.to_string())?;
+    }
+    let expected = (measured * s.l2_clients) as u64;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shared.received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (cpu, wall) = (cluster::cpu_time_all(&[a.pid, b.pid])? - cpu0, t0.elapsed());
+    let _ = stop_tx.send(true);
+    let mut samples = Vec::with_capacity(expected as usize);
+    for c in clients {
+        samples.extend(c.await.map_err(|e| e.to_string())?.samples);
+    }
+    samples.sort_unstable();
+    Ok(vec![
+        metric("p50_ms", percentile_ms(&samples, 0.50)),
+        metric("p99_ms", percentile_ms(&samples, 0.99)),
+        metric("max_ms", percentile_ms(&samples, 1.0)),
+        metric("delivered_pct", 100.0 * samples.len() as f64 / expected as f64),
+        metric("server_cores", cpu.as_secs_f64() / wall.as_secs_f64()),
+        metric("call_errors", errors.load(Ordering::Relaxed) as f64),
+    ])
+}
+
+/// L3: as many events as the replicas will deliver: clients on both replicas, POST /users
+/// back to back on both, events counted on arrival.
+pub async fn l3(replicas: &[Replica], s: &Sizes) -> Result<Metrics, String> {
+    let received = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut clients = Vec::new();
+    for r in replicas {
+        clients.extend(
+            spawn_clients(&r.url, s.l3_clients_per_replica, &stop_rx, |_| {
+                Counter(received.clone())
+            })
+            .await?,
+        );
+    }
+    let n_clients = (s.l3_clients_per_replica * replicas.len()) as u64;
+    let http = http_client(s.l3_publishers)?;
+    let posted = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + secs(s.warmup_secs + s.l3_secs);
+    let publishers: Vec<_> = (0..s.l3_publishers)
+        .map(|w| {
+            let url = replicas[w % replicas.len()].url.clone();
+            tokio::spawn(post_users_until(
+                http.clone(),
+                url,
+                until,
+                w,
+                posted.clone(),
+            ))
+        })
+        .collect();
+    let pids: Vec<u32> = replicas.iter().map(|r| r.pid).collect();
+    tokio::time::sleep(secs(s.warmup_secs)).await;
+    let (recv0, posted0) = (received.load(Ordering::Relaxed), posted.load(Ordering::Relaxed));
+    let (cpu0, t0) = (cluster::cpu_time_all(&pids)?, Instant::now());
+    tokio::time::sleep(secs(s.l3_secs)).await;
+    let (recv1, posted1) = (received.load(Ordering::Relaxed), posted.load(Ordering::Relaxed));
+    let (cpu, wall) = (cluster::cpu_time_all(&pids)? - cpu0, t0.elapsed());
+    let mut errors = 0;
+    for p in publishers {
+        errors += p.await.map_err(|e| e.to_string())?.1;
+    }
+    // Let what was queued arrive, then compare with what should have: each POST is one
+    // event for every client.
+    let mut last = received.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = received.load(Ordering::Relaxed);
+        if now == last || Instant::now() > deadline {
+            break;
+        }
+        last = now;
+    }
+    let _ = stop_tx.send(true);
+    for c in clients {
+        c.await.map_err(|e| e.to_string())?;
+    }
+    let delivered = (recv1 - recv0) as f64;
+    let expected = posted.load(Ordering::Relaxed) * n_clients;
+    Ok(vec![
+        metric("events_per_s", delivered / wall.as_secs_f64()),
+        metric("events_per_cpu_s", delivered / cpu.as_secs_f64()),
+        metric(
+            "rest_req_per_s",
+            (posted1 - posted0) as f64 / wall.as_secs_f64(),
+        ),
+        metric("server_cores", cpu.as_secs_f64() / wall.as_secs_f64()),
+        metric(
+            "delivered_pct",
+            100.0 * received.load(Ordering::Relaxed) as f64 / expected.max(1) as f64,
+        ),
+        metric("errors", errors as f64),
+    ])
+}
+
+/// L4: resident memory per idle websocket connection on one replica.
+pub async fn l4(replica: &Replica, s: &Sizes) -> Result<Metrics, String> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // A few connections first, so one-off allocations (buffers, pools) are not charged
+    // to the measured ones.
+    let warm = spawn_clients(&replica.url, 10, &stop_rx, |_| ()).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = cluster::rss_kib(replica.pid)?;
+    let t0 = Instant::now();
+    let clients = spawn_clients(&replica.url, s.l4_connections, &stop_rx, |_| ()).await?;
+    let connect_s = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = cluster::rss_kib(replica.pid)?;
+    let _ = stop_tx.send(true);
+    for c in warm.into_iter().chain(clients) {
+        c.await.map_err(|e| e.to_string())?;
+    }
+    let n = s.l4_connections as f64;
+    Ok(vec![
+        metric("connections", n),
+        metric("kib_per_conn", after.saturating_sub(before) as f64 / n),
+        metric("rss_before_mib", before as f64 / 1024.0),
+        metric("rss_after_mib", after as f64 / 1024.0),
+        metric("connect_s", connect_s),
+    ])
+}
+
+/// Shared state of the L5 clients.
+struct Reconnects {
+    connected: AtomicUsize,
+    disconnected: AtomicUsize,
+    /// µs after `epoch` at which each client was connected again; 0 = not (yet).
+    back_at_us: Vec<AtomicU64>,
+    epoch: Instant,
+}
+
+/// socket.io-client's default schedule: 1 s doubling to 5 s, ±50 % jitter.
+fn backoff(attempt: u32, seed: &mut u64) -> Duration {
+    // xorshift: jitter needs no cryptographic randomness, nor a crate.
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    let base = (1000u64 << attempt.min(3)).min(5000) as f64;
+    let jitter = (*seed % 1000) as f64 / 1000.0; // [0, 1)
+    Duration::from_millis((base * (0.5 + jitter)) as u64)
+}
+
+/// One L5 client: connect through the load balancer, and after a drop reconnect with
+/// socket.io-client's backoff until connected again. `pace` limits simultaneous first
+/// connects, so the initial stampede does not time out.
+async fn reconnecting_client(
+    lb: String,
+    index: usize,
+    shared: Arc<Reconnects>,
+    mut stop: watch::Receiver<bool>,
+    pace: Arc<Semaphore>,
+) {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (index as u64 + 1);
+    let mut first = pace.acquire_owned().await.ok();
+    let mut dropped = false;
+    let mut attempt = 0;
+    while !*stop.borrow() {
+        let connected = Client::connect(&lb).await;
+        drop(first.take()); // the pacing permit covers the first connect only
+        match connected {
+            Ok(mut client) => {
+                attempt = 0;
+                if dropped {
+                    let at = shared.epoch.elapsed().as_micros() as u64;
+                    shared.back_at_us[index].store(at.max(1), Ordering::Relaxed);
+                } else {
+                    shared.connected.fetch_add(1, Ordering::Relaxed);
+                }
+                if client.run(&mut stop, |_| {}).await == End::Stopped {
+                    client.close().await;
+                    return;
+                }
+                if !dropped {
+                    dropped = true;
+                    shared.disconnected.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(_) if !dropped && attempt > 5 => return, // never got in: L5 reports it
+            Err(_) => {}
+        }
+        attempt += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(backoff(attempt, &mut seed)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// L5: clients behind the load balancer (sticky: all on one replica), that replica killed
+/// with SIGKILL, time until every client is connected again (to the survivor).
+pub async fn l5(cluster: &Cluster, s: &Sizes) -> Result<Metrics, String> {
+    let lb = cluster.lb_url.clone().ok_or("L5 needs the load balancer")?;
+    let shared = Arc::new(Reconnects {
+        connected: AtomicUsize::new(0),
+        disconnected: AtomicUsize::new(0),
+        back_at_us: (0..s.l5_clients).map(|_| AtomicU64::new(0)).collect(),
+        epoch: Instant::now(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let pace = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
+    let tasks: Vec<_> = (0..s.l5_clients)
+        .map(|i| {
+            tokio::spawn(reconnecting_client(
+                lb.clone(),
+                i,
+                shared.clone(),
+                stop_rx.clone(),
+                pace.clone(),
+            ))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while shared.connected.load(Ordering::Relaxed) < s.l5_clients {
+        if Instant::now() > deadline {
+            let _ = stop_tx.send(true);
+            return Err(format!(
+                "only {} of {} clients connected through the load balancer",
+                shared.connected.load(Ordering::Relaxed),
+                s.l5_clients
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held: Vec<usize> = cluster
+        .replicas
+        .iter()
+        .map(|r| cluster::established_on_port(r.port))
+        .collect();
+    let victim = (0..held.len()).max_by_key(|&i| held[i]).ok_or("no replicas")?;
+    let killed_at = shared.epoch.elapsed();
+    cluster.kill_replica(victim, "KILL")?;
+    // The clients on the victim (the count may include a few of nginx's own keep-alive
+    // connections, hence the cap).
+    let expect_dropped = held[victim].clamp(1, s.l5_clients);
+    let observe_until = Instant::now() + secs(s.l5_observe_secs);
+    loop {
+        let dropped = shared.disconnected.load(Ordering::Relaxed);
+        let back = shared
+            .back_at_us
+            .iter()
+            .filter(|t| t.load(Ordering::Relaxed) > 0)
+            .count();
+        if (dropped >= expect_dropped && back >= dropped) || Instant::now() > observe_until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let dropped = shared.disconnected.load(Ordering::Relaxed);
+    let mut delays: Vec<u32> = shared
+        .back_at_us
+        .iter()
+        .map(|t| t.load(Ordering::Relaxed))
+        .filter(|&t| t > 0)
+        .map(|t| (t.saturating_sub(killed_at.as_micros() as u64) / 1000) as u32)
+        .collect();
+    delays.sort_unstable();
+    let within_10s = delays.iter().filter(|&&ms| ms <= 10_000).count();
+    let all_back = delays.len() >= dropped && dropped > 0;
+    Ok(vec![
+        metric("clients", s.l5_clients as f64),
+        metric("on_killed_replica", held[victim] as f64),
+        metric("disconnected", dropped as f64),
+        metric(
+            "reconnected_10s_pct",
+            100.0 * within_10s as f64 / dropped.max(1) as f64,
+        ),
+        metric("p50_s", percentile_ms(&delays, 0.50) / 1000.0),
+        metric("p99_s", percentile_ms(&delays, 0.99) / 1000.0),
+        metric(
+            "all_back_s",
+            if all_back {
+                percentile_ms(&delays, 1.0) / 1000.0
+            } else {
+                f64::NAN
+            },
+        ),
+    ])
+}

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Offline checks for the operations files: deploy/ (Dockerfile, compose,
+# nginx, Prometheus, Grafana) and k8s/ (Kustomize base + overlays).
+#
+#   scripts/check-deploy.sh               # all static checks
+#   scripts/check-deploy.sh metrics.txt   # also: every metric name used by the
+#                                         # dashboard and the alert rules is in
+#                                         # this saved `curl .../metrics` output
+#
+# Installs what it is missing, idempotently (needs root for apt, or the tools
+# already present):
+#   - Python venv .venv-ops/ with scripts/requirements-ops.txt (PyPI:
+#     kubernetes-validate, which ships the Kubernetes schemas, and PyYAML)
+#   - promtool and nginx: Debian's `prometheus` and `nginx` packages, unpacked
+#     into .venv-ops/tools/ with `apt-get download` + `dpkg-deb -x` so that no
+#     daemon is installed or started (used as-is when already on PATH)
+#   - a Compose validator: `docker compose` if present, else Debian's
+#     `docker-compose` package
+#   - a Kustomize renderer: `kustomize`, else `kubectl kustomize` (kustomize
+#     >= v4 built in), else Debian's `kubectl` package when apt offers it
+#
+# Environment: KUBE_VERSIONS (default "1.29.0 1.37.0") lists the Kubernetes
+# versions whose schemas every rendered object must satisfy.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SCRAPE=""
+if [[ $# -gt 0 ]]; then
+  [[ -f "$1" ]] || { echo "scrape file not found: $1" >&2; exit 2; }
+  SCRAPE="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+fi
+cd "$ROOT"
+
+VENV="$ROOT/.venv-ops"
+TOOLS="$VENV/tools"
+KUBE_VERSIONS="${KUBE_VERSIONS:-1.29.0 1.37.0}"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+step() { printf '\n== %s\n' "$*"; }
+die() { echo "error: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- installs
+
+APT_UPDATED=0
+apt_candidate() {
+  # Prints the candidate version of a Debian package, or nothing.
+  apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { if ($2 != "(none)") print $2 }'
+}
+apt_require() {
+  # Makes sure apt knows the package, running `apt-get update` at most once.
+  local pkg="$1"
+  command -v apt-get >/dev/null || die "apt-get not available to fetch $pkg"
+  if [[ -z "$(apt_candidate "$pkg")" && $APT_UPDATED -eq 0 ]]; then
+    echo "apt-get update (package lists do not know $pkg yet)"
+    apt-get update -qq
+    APT_UPDATED=1
+  fi
+  [[ -n "$(apt_candidate "$pkg")" ]] || die "Debian package $pkg is not available from apt"
+}
+apt_install() {
+  apt_require "$1"
+  echo "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+deb_unpack() {
+  # deb_unpack PACKAGE DEST: unpacks a Debian package's files without
+  # installing it (no maintainer scripts, so no service gets started).
+  local pkg="$1" dest="$2" dl="$WORK/deb-$1"
+  apt_require "$pkg"
+  mkdir -p "$dl" "$dest"
+  chmod 0777 "$dl"   # apt downloads as the unprivileged _apt user
+  echo "apt-get download $pkg -> ${dest#"$ROOT"/}"
+  (cd "$dl" && apt-get download -qq "$pkg" 2>/dev/null)
+  dpkg-deb -x "$dl"/"$pkg"_*.deb "$dest"
+}
+
+step "tools"
+
+# Python venv with the validators.
+REQS="$ROOT/scripts/requirements-ops.txt"
+STAMP="$VENV/.requirements.sha256"
+want="$(sha256sum "$REQS" | cut -d' ' -f1)"
+if [[ ! -x "$VENV/bin/python" ]]; then
+  if ! python3 -m venv "$VENV" 2>/dev/null; then
+    rm -rf "$VENV"
+    apt_install python3-venv
+    python3 -m venv "$VENV"
+  fi
+fi
+if [[ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]]; then
+  echo "pip install -r scripts/requirements-ops.txt"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQS"
+  echo "$want" > "$STAMP"
+fi
+PY="$VENV/bin/python"
+echo "python:    $("$PY" --version) (.venv-ops)"
+
+# promtool.
+if command -v promtool >/dev/null; then
+  PROMTOOL="$(command -v promtool)"
+else
+  PROMTOOL="$TOOLS/prometheus/usr/bin/promtool"
+  [[ -x "$PROMTOOL" ]] || deb_unpack prometheus "$TOOLS/prometheus"
+fi
+echo "promtool:  $("$PROMTOOL" --version 2>&1 | head -1)"
+
+# nginx (only for `nginx -t`).
+if command -v nginx >/dev/null; then
+  NGINX="$(command -v nginx)"
+else
+  NGINX="$TOOLS/nginx/usr/sbin/nginx"
+  [[ -x "$NGINX" ]] || deb_unpack nginx "$TOOLS/nginx"
+fi
+"$NGINX" -v >/dev/null 2>&1 || die "$NGINX does not run (missing libraries? try: apt-get install nginx)"
+echo "nginx:     $("$NGINX" -v 2>&1)"
+
+# Compose validator.
+if docker compose version >/dev/null 2>&1; then
+  COMPOSE=(docker compose)
+else
+  command -v docker-compose >/dev/null || apt_install docker-compose
+  COMPOSE=(docker-compose)
+fi
+echo "compose:   $("${COMPOSE[@]}" version 2>&1 | head -1)"
+
+# Kustomize renderer: kustomize v4+ (kubectl >= 1.21 embeds it; Debian's old
+# kubernetes-client 1.20 embeds v2, which lacks `labels` and patch targets).
+kubectl_kustomize_ok() {
+  command -v kubectl >/dev/null || return 1
+  local v
+  v="$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\).*/\1/p')"
+  [[ -n "$v" && "$v" -ge 4 ]]
+}
+if command -v kustomize >/dev/null; then
+  RENDER=(kustomize build)
+  RENDER_VERSION="$(kustomize version 2>&1 | head -1)"
+else
+  if ! kubectl_kustomize_ok && [[ -n "$(apt_candidate kubectl)" ]]; then
+    apt_install kubectl
+  fi
+  kubectl_kustomize_ok || die "no Kustomize v4+ renderer: install kustomize or a kubectl >= 1.21"
+  RENDER=(kubectl kustomize)
+  RENDER_VERSION="$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p')"
+fi
+echo "kustomize: ${RENDER[*]} ($RENDER_VERSION)"
+
+# ---------------------------------------------------------------- checks
+
+FAILED=()
+check() {
+  # check NAME COMMAND...: runs one check, records a failure, carries on.
+  local name="$1"; shift
+  step "$name"
+  if "$@"; then :; else FAILED+=("$name"); fi
+}
+
+check "promtool check config" "$PROMTOOL" check config deploy/prometheus/prometheus.yml
+check "promtool check rules" "$PROMTOOL" check rules deploy/prometheus/alerts.yml
+check "promtool test rules" "$PROMTOOL" test rules deploy/prometheus/alerts_test.yml
+check "PrometheusRule generated from alerts.yml" "$PY" scripts/check_deploy.py gen-prometheusrule --check
+
+render_and_validate() {
+  local overlay="$1" out
+  out="$WORK/$(basename "$1").yaml"
+  shift
+  "${RENDER[@]}" "$overlay" > "$out" || return 1
+  local versions=()
+  for v in $KUBE_VERSIONS; do versions+=(--kube-version "$v"); done
+  "$PY" scripts/check_deploy.py k8s "${versions[@]}" "$@" "$out"
+}
+check "kustomize k8s/base" render_and_validate k8s/base
+check "kustomize k8s/overlays/dev" render_and_validate k8s/overlays/dev
+check "kustomize k8s/overlays/prod" render_and_validate k8s/overlays/prod --forbid-latest
+renders=()
+for f in base dev prod; do [[ -s "$WORK/$f.yaml" ]] && renders+=("$WORK/$f.yaml"); done
+if [[ ${#renders[@]} -gt 0 ]]; then
+  check "PrometheusRule == alerts.yml in every render" "$PY" scripts/check_deploy.py rules-match "${renders[@]}"
+fi
+
+check "Grafana dashboard" "$PY" scripts/check_deploy.py dashboard --promtool "$PROMTOOL"
+compose_config() {
+  "${COMPOSE[@]}" -f deploy/compose.yaml config -q && echo "  ok: deploy/compose.yaml matches the Compose schema"
+}
+check "compose schema (${COMPOSE[*]} config)" compose_config
+check "compose / nginx / Prometheus consistency" "$PY" scripts/check_deploy.py compose
+
+nginx_test() {
+  # nginx -t resolves upstream hosts, which only exist inside the compose
+  # network: test a copy with the replicas mapped to loopback addresses and
+  # temp paths that need no /var/lib/nginx.
+  local dir="$WORK/nginx"
+  mkdir -p "$dir/tmp"
+  sed -e 's/server switchboard-\([0-9][0-9]*\):3000/server 127.0.0.\1:3000/' \
+      -e "s|^http {|http {\n    client_body_temp_path $dir/tmp/body; proxy_temp_path $dir/tmp/proxy; fastcgi_temp_path $dir/tmp/fastcgi; uwsgi_temp_path $dir/tmp/uwsgi; scgi_temp_path $dir/tmp/scgi;|" \
+      deploy/nginx/nginx.conf > "$dir/nginx.conf"
+  "$NGINX" -t -q -p "$dir" -c "$dir/nginx.conf" -e stderr && echo "  ok: deploy/nginx/nginx.conf syntax"
+}
+check "nginx -t" nginx_test
+check "Dockerfile" "$PY" scripts/check_deploy.py dockerfile
+
+if [[ -n "$SCRAPE" ]]; then
+  check "metric names vs $SCRAPE" "$PY" scripts/check_deploy.py metrics "$SCRAPE"
+else
+  step "metric names vs a /metrics scrape"
+  echo "  skipped: pass a saved scrape (curl -s localhost:3000/metrics > m.txt) as the first argument"
+fi
+
+echo
+if [[ ${#FAILED[@]} -gt 0 ]]; then
+  printf 'FAILED: %s\n' "${FAILED[@]}"
+  exit 1
+fi
+echo "all deploy checks passed"
