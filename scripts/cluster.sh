@@ -6,13 +6,15 @@
 #   scripts/cluster.sh up [options]          start everything, wait until ready, write DIR/env
 #   scripts/cluster.sh down [--dir DIR]      stop exactly what `up` started (by PID files)
 #   scripts/cluster.sh kill-replica I [--dir DIR] [--signal TERM|KILL]   (I counts from 1)
+#   scripts/cluster.sh drain-replica I [--dir DIR]   take replica I out of nginx (as Kubernetes
+#                                            removes a terminating pod's endpoint), then SIGTERM it
 #   scripts/cluster.sh status [--dir DIR]    print DIR/env and which processes are alive
 #
 # `up` options (defaults in brackets):
 #   --replicas N          replicas to start [2]
 #   --impl IMPL           switchboard | node (the Node.js baseline) [switchboard]
 #   --bin PATH            switchboard binary [target/release/switchboard, else target/debug/switchboard]
-#   --baseline PATH       Node baseline sources, copied to DIR/../baseline and `npm ci`-ed there
+#   --baseline PATH       Node baseline sources, copied to target/baseline and `npm ci`-ed there
 #                         [$BASELINE_SRC, else ../shared/baselines/node-socketio]
 #   --dir DIR             state directory (PIDs, logs, generated configs, env) [target/cluster]
 #   --redis-port P        port of the redis-server this script starts [6390]
@@ -95,8 +97,15 @@ cmd_down() {
   local f
   # Front to back: the load balancer first, Redis last, so replicas drain cleanly.
   for f in "$DIR"/pids/prometheus.pid "$DIR"/pids/nginx.pid; do stop_pidfile "$f" TERM 10; done
-  for f in "$DIR"/pids/replica-*.pid; do [ -e "$f" ] || continue; stop_pidfile "$f" TERM $((15 + ${DRAIN:-0})) & done
-  wait
+  # Wait for these stops only: a bare `wait` would also wait for the processes that a
+  # failed `up` in this same shell started, Redis included, and never return.
+  local stops=()
+  for f in "$DIR"/pids/replica-*.pid; do
+    [ -e "$f" ] || continue
+    stop_pidfile "$f" TERM $((15 + ${DRAIN:-0})) &
+    stops+=($!)
+  done
+  [ ${#stops[@]} -eq 0 ] || wait "${stops[@]}"
   stop_pidfile "$DIR/pids/redis.pid" TERM 10
   log "stopped everything started in $DIR"
 }
@@ -107,6 +116,25 @@ cmd_kill_replica() {
   pid_alive "$pidfile" || die "replica $idx is not running (no live $pidfile)"
   kill "-$sig" "$(cat "$pidfile")"
   log "sent SIG$sig to replica $idx (pid $(cat "$pidfile"))"
+}
+
+cmd_drain_replica() {
+  local idx=$1 port old new i
+  pid_alive "$DIR/pids/replica-$idx.pid" || die "replica $idx is not running"
+  pid_alive "$DIR/pids/nginx.pid" || die "no load balancer runs in $DIR"
+  port=$(. "$DIR/env" && echo "$REPLICA_URLS" | tr ' ' '\n' | sed -n "${idx}p" | sed 's/.*://')
+  sed -i "s|server 127.0.0.1:$port |server 127.0.0.1:$port down |" "$DIR/nginx/nginx.conf"
+  old=$(pgrep -P "$(cat "$DIR/pids/nginx.pid")" | sort)
+  kill -HUP "$(cat "$DIR/pids/nginx.pid")"
+  # The reload is done once new workers run; old ones linger only for open websockets.
+  for ((i = 0; i < 100; i++)); do
+    new=$(pgrep -P "$(cat "$DIR/pids/nginx.pid")" | sort | comm -13 <(echo "$old") -)
+    [ -z "$new" ] || break
+    sleep 0.05
+  done
+  [ -n "$new" ] || die "nginx did not reload"
+  log "replica $idx (port $port) taken out of the load balancer"
+  cmd_kill_replica "$idx" TERM
 }
 
 cmd_status() {
@@ -147,11 +175,13 @@ write_nginx_conf() {
 $user_line
 daemon off;
 master_process on;
-worker_processes 1;
-worker_rlimit_nofile 65536;
+# Two workers: each has its own descriptor limit (20,000 here), and 10,000 proxied clients
+# take 20,000 descriptors (client side + replica side).
+worker_processes 2;
+worker_rlimit_nofile $(ulimit -Hn);
 pid $DIR/nginx/nginx.pid;
 error_log $DIR/logs/nginx-error.log warn;
-events { worker_connections 32768; multi_accept on; }
+events { worker_connections 16384; multi_accept on; }
 http {
   access_log off;
   client_body_temp_path $DIR/nginx/client_body;
@@ -169,6 +199,7 @@ EOF
     keepalive 64;
   }
   server {
+    # No reuseport: on a reload, connections queued on an old worker's own socket would be reset.
     listen 127.0.0.1:$LB_PORT backlog=4096;
     location / {
       proxy_pass http://replicas;
@@ -259,7 +290,7 @@ cmd_up() {
       ;;
     node)
       local work
-      work="$(dirname "$DIR")/baseline"
+      work="$ROOT/target/baseline"
       prepare_baseline "$baseline" "$work"
       run=(node "$work/server.js")
       ;;
@@ -269,7 +300,8 @@ cmd_up() {
   local redis_pid=""
   if [ -z "$redis_url" ]; then
     command -v redis-server >/dev/null || apt_install redis-server
-    spawn redis "redis-server 127.0.0.1:$redis_port" redis-server --bind 127.0.0.1 --port "$redis_port" \
+    # Match on the program name only: redis rewrites its command line once it runs.
+    spawn redis "redis-server" redis-server --bind 127.0.0.1 --port "$redis_port" \
       --save '' --appendonly no --dir "$DIR" --maxclients 10000
     redis_url="redis://127.0.0.1:$redis_port"
     until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do
@@ -364,9 +396,9 @@ main() {
   [ $# -eq 0 ] || shift
   case "$cmd" in
     up) cmd_up "$@" ;;
-    down | status | kill-replica)
+    down | status | kill-replica | drain-replica)
       local idx="" sig=TERM
-      if [ "$cmd" = kill-replica ]; then
+      if [ "$cmd" = kill-replica ] || [ "$cmd" = drain-replica ]; then
         [ $# -gt 0 ] || die "usage: $0 kill-replica I [--dir DIR] [--signal TERM|KILL]"
         idx=$1; shift
       fi
@@ -381,6 +413,7 @@ main() {
         down) DRAIN=$(cat "$DIR/drain-period" 2>/dev/null || echo 0) cmd_down ;;
         status) cmd_status ;;
         kill-replica) cmd_kill_replica "$idx" "$sig" ;;
+        drain-replica) cmd_drain_replica "$idx" ;;
       esac
       ;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; [ "$cmd" = -h ] || [ "$cmd" = --help ] || exit 2 ;;

@@ -15,7 +15,7 @@ use crate::service::Service;
 use crate::telemetry::{metrics, trace};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn(track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), close_when_draining))
         .with_state(state)
 }
 
@@ -92,6 +93,17 @@ async fn track(path: MatchedPath, req: Request, next: Next) -> Response {
     metrics::http_request(method.as_str(), route, status, started.elapsed());
     let duration_ms = started.elapsed().as_secs_f64() * 1e3;
     span.in_scope(|| tracing::debug!(status, duration_ms, "request served"));
+    response
+}
+
+/// While draining, every response closes its connection: a load balancer then holds no
+/// idle keep-alive connection to this replica that could break under a request when the
+/// replica stops (a POST on such a connection cannot be retried safely).
+async fn close_when_draining(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    if app.is_draining() {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 

@@ -3,6 +3,7 @@
 mod binary;
 mod cluster;
 mod contract;
+mod local_cluster;
 mod outage;
 mod support;
 mod telemetry;

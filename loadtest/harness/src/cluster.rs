@@ -41,7 +41,6 @@ pub struct Launcher {
 
 /// A running cluster; stopped (by `cluster.sh down`) when dropped, even on an error path.
 pub struct Cluster {
-    pub imp: Impl,
     pub replicas: Vec<Replica>,
     pub lb_url: Option<String>,
     script: PathBuf,
@@ -80,31 +79,18 @@ impl Launcher {
         if let (Impl::Node, Some(baseline)) = (imp, &self.baseline) {
             cmd.arg("--baseline").arg(baseline);
         }
-        let out = cmd
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("running {}: {e}", self.script.display()))?;
-        let mut cluster = Cluster {
-            imp,
-            replicas: Vec::new(),
-            lb_url: None,
-            script: self.script.clone(),
-            dir: dir.clone(),
-        };
+        let out =
+            cmd.stderr(Stdio::inherit()).output().map_err(|e| format!("running {}: {e}", self.script.display()))?;
+        let mut cluster = Cluster { replicas: Vec::new(), lb_url: None, script: self.script.clone(), dir: dir.clone() };
         if !out.status.success() {
             return Err(format!("cluster.sh up --impl {} failed", imp.name()));
         }
         let env = read_env(&dir.join("env"))?;
         for i in 1..=replicas {
             let url = env_var(&env, &format!("REPLICA_{i}_URL"))?;
-            let port = url
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| format!("bad replica URL {url}"))?;
-            let pid = env_var(&env, &format!("REPLICA_{i}_PID"))?
-                .parse()
-                .map_err(|e| format!("bad pid: {e}"))?;
+            let port =
+                url.rsplit(':').next().and_then(|p| p.parse().ok()).ok_or_else(|| format!("bad replica URL {url}"))?;
+            let pid = env_var(&env, &format!("REPLICA_{i}_PID"))?.parse().map_err(|e| format!("bad pid: {e}"))?;
             cluster.replicas.push(Replica { url, port, pid });
         }
         cluster.lb_url = env.get("LB_URL").filter(|u| !u.is_empty()).cloned();
@@ -124,27 +110,18 @@ impl Cluster {
             .stderr(Stdio::null())
             .status()
             .map_err(|e| format!("cluster.sh kill-replica: {e}"))?;
-        status
-            .success()
-            .then_some(())
-            .ok_or_else(|| "cluster.sh kill-replica failed".into())
+        status.success().then_some(()).ok_or_else(|| "cluster.sh kill-replica failed".into())
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = Command::new(&self.script)
-            .arg("down")
-            .arg("--dir")
-            .arg(&self.dir)
-            .stderr(Stdio::null())
-            .status();
+        let _ = Command::new(&self.script).arg("down").arg("--dir").arg(&self.dir).stderr(Stdio::null()).status();
     }
 }
 
 fn read_env(path: &Path) -> Result<HashMap<String, String>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     Ok(text
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -154,9 +131,7 @@ fn read_env(path: &Path) -> Result<HashMap<String, String>, String> {
 }
 
 fn env_var(env: &HashMap<String, String>, key: &str) -> Result<String, String> {
-    env.get(key)
-        .cloned()
-        .ok_or_else(|| format!("cluster env has no {key}"))
+    env.get(key).cloned().ok_or_else(|| format!("cluster env has no {key}"))
 }
 
 /// The redis-server every cluster of one benchmark run shares; killed when dropped.
@@ -208,10 +183,8 @@ impl Redis {
     /// One inline command that answers `+OK`/`+PONG`: no Redis client crate needed.
     fn command(&self, cmd: &str) -> Result<(), String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(|e| e.to_string())?;
-        s.write_all(format!("{cmd}\r\n").as_bytes())
-            .map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+        s.write_all(format!("{cmd}\r\n").as_bytes()).map_err(|e| e.to_string())?;
         let mut buf = [0u8; 64];
         let n = s.read(&mut buf).map_err(|e| e.to_string())?;
         match buf.get(..n) {
@@ -230,19 +203,13 @@ impl Drop for Redis {
 
 /// CPU time (user + system) a process has used so far, all threads included.
 pub fn cpu_time(pid: u32) -> Result<Duration, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| format!("reading /proc/{pid}/stat: {e}"))?;
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("reading /proc/{pid}/stat: {e}"))?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or("malformed stat")?;
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or("malformed stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| -> Result<u64, String> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .ok_or_else(|| "malformed stat".to_string())
+        fields.get(i).and_then(|f| f.parse().ok()).ok_or_else(|| "malformed stat".to_string())
     };
     let total = ticks(11)? + ticks(12)?;
     Ok(Duration::from_secs_f64(total as f64 / clock_ticks() as f64))

