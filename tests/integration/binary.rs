@@ -1,8 +1,6 @@
 //! The built `switchboard` binary as operators run it.
 
-use crate::support::{Api, Mode, SioClient, WAIT};
-use reqwest::StatusCode;
-use std::process::Stdio;
+use crate::support::{Mode, SioClient, WAIT, spawn_binary};
 use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -31,23 +29,8 @@ async fn help_lists_every_setting_of_the_contract() {
 
 #[tokio::test]
 async fn sigterm_closes_sockets_and_exits_zero() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    let mut child = Command::new(BIN)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .env_remove("REDIS_URL")
-        .env("LIVEKIT_API_SECRET", "never-printed-secret")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let api = Api::new(&base);
-    crate::support::eventually("the binary to listen", || {
-        let base = base.clone();
-        async move { reqwest::get(format!("{base}/healthz")).await.is_ok_and(|r| r.status() == StatusCode::OK) }
-    })
-    .await;
+    let (mut child, api) = spawn_binary(&[("LIVEKIT_API_SECRET", "never-printed-secret")]).await;
+    let base = api.base().to_owned();
     let mut client = SioClient::connect(&base, Mode::Websocket).await;
     api.user("Ana").await;
 

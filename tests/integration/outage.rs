@@ -1,7 +1,7 @@
 //! Redis goes away under running replicas: requests fail fast with 503 and change
 //! nothing, readiness drops, and everything recovers without a restart.
 
-use crate::support::{Mode, RedisServer, SioClient, TestApp, eventually};
+use crate::support::{Mode, RedisServer, SioClient, TestApp, wait_status};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -16,12 +16,7 @@ async fn a_redis_outage_is_503_and_replicas_recover_by_themselves() {
 
     redis.kill();
     for replica in &replicas {
-        let api = replica.api.clone();
-        eventually("/readyz to turn 503", || {
-            let api = api.clone();
-            async move { api.get("/readyz").await.0 == StatusCode::SERVICE_UNAVAILABLE }
-        })
-        .await;
+        wait_status(&replica.api, "/readyz", StatusCode::SERVICE_UNAVAILABLE).await;
         // Answered (within the client's bound), not left hanging.
         let (status, body) = replica.api.post("/users", json!({ "name": "during" })).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -32,12 +27,7 @@ async fn a_redis_outage_is_503_and_replicas_recover_by_themselves() {
 
     redis.restart();
     for replica in &replicas {
-        let api = replica.api.clone();
-        eventually("/readyz to turn 200 again", || {
-            let api = api.clone();
-            async move { api.get("/readyz").await.0 == StatusCode::OK }
-        })
-        .await;
+        wait_status(&replica.api, "/readyz", StatusCode::OK).await;
     }
     // Both replicas write and relay again; the refused writes left nothing behind.
     for (i, replica) in replicas.iter().enumerate() {

@@ -2,7 +2,7 @@
 //! from the replica that caused it to the replica that emitted it, JSON log lines that
 //! name their request and trace, and no secret anywhere.
 
-use crate::support::{Mode, RedisServer, SioClient, TestApp, WAIT, eventually};
+use crate::support::{Api, Mode, RedisServer, SioClient, TestApp, WAIT, eventually, spawn_binary};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
@@ -133,29 +133,19 @@ impl Collector {
 }
 
 /// The built binary as a replica, exporting traces and logging JSON lines.
-async fn replica(redis: &RedisServer, otlp: &str, service: &str) -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--redis-namespace", "traces"])
-        .env("REDIS_URL", redis.url())
-        .env("LIVEKIT_API_SECRET", "never-printed-secret")
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info,switchboard=debug")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
-        .env("OTEL_SERVICE_NAME", service)
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starts");
-    let base = format!("http://127.0.0.1:{port}");
-    eventually("the replica to be ready", || {
-        let url = format!("{base}/readyz");
-        async move { reqwest::get(url).await.is_ok_and(|r| r.status() == StatusCode::OK) }
-    })
-    .await;
-    (child, base)
+async fn replica(redis: &RedisServer, otlp: &str, service: &str) -> (Child, Api) {
+    let url = redis.url();
+    spawn_binary(&[
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_NAMESPACE", "traces"),
+        ("LIVEKIT_API_SECRET", "never-printed-secret"),
+        ("LOG_FORMAT", "json"),
+        ("RUST_LOG", "info,switchboard=debug"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp),
+        ("OTEL_SERVICE_NAME", service),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ])
+    .await
 }
 
 #[tokio::test]
@@ -163,10 +153,9 @@ async fn one_trace_follows_a_call_from_the_replica_that_started_it_to_the_one_th
     let redis = RedisServer::start();
     let collector = Collector::default();
     let otlp = collector.start().await;
-    let (mut a, base_a) = replica(&redis, &otlp, "replica-a").await;
-    let (b, base_b) = replica(&redis, &otlp, "replica-b").await;
-    let api_a = crate::support::Api::new(&base_a);
-    let mut client = SioClient::connect(&base_b, Mode::Websocket).await;
+    let (mut a, api_a) = replica(&redis, &otlp, "replica-a").await;
+    let (b, api_b) = replica(&redis, &otlp, "replica-b").await;
+    let mut client = SioClient::connect(api_b.base(), Mode::Websocket).await;
     let (ana, ben) = (api_a.user("Ana").await, api_a.user("Ben").await);
     client.next_event().await;
     client.next_event().await;

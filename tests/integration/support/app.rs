@@ -65,12 +65,7 @@ impl TestApp {
             }
         });
         let app = Self { api: Api::new(&base), base, _shutdown: tx };
-        let api = app.api.clone();
-        eventually("the replica to be ready", || {
-            let api = api.clone();
-            async move { api.get("/readyz").await.0 == StatusCode::OK }
-        })
-        .await;
+        wait_status(&app.api, "/readyz", StatusCode::OK).await;
         app
     }
 }
@@ -126,5 +121,38 @@ impl Api {
         let (status, body) = self.post("/users", serde_json::json!({ "name": name })).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["id"].as_str().expect("id").to_owned()
+    }
+}
+
+/// The built `switchboard` binary on a free loopback port with the given environment
+/// (REDIS_URL unset unless given), its output piped; killed when dropped. Returns once
+/// `/readyz` answers 200.
+pub async fn spawn_binary(env: &[(&str, &str)]) -> (tokio::process::Child, Api) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .env_remove("REDIS_URL")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    let api = Api::new(&format!("http://127.0.0.1:{port}"));
+    wait_status(&api, "/readyz", StatusCode::OK).await;
+    (child, api)
+}
+
+/// Waits until `GET path` answers `status`.
+pub async fn wait_status(api: &Api, path: &str, status: StatusCode) {
+    eventually(&format!("{path} to answer {status}"), || async {
+        api.raw(Method::GET, path).send().await.is_ok_and(|r| r.status() == status)
+    })
+    .await;
+}
+
+impl Api {
+    pub fn base(&self) -> &str {
+        &self.base
     }
 }

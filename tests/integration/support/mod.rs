@@ -5,7 +5,7 @@ mod app;
 mod client;
 mod redis;
 
-pub use app::{API_KEY, API_SECRET, Api, TOKEN_TTL_S, TestApp};
+pub use app::{API_KEY, API_SECRET, Api, TOKEN_TTL_S, TestApp, spawn_binary, wait_status};
 pub use client::{Mode, SioClient};
 pub use redis::RedisServer;
 
