@@ -4,7 +4,7 @@
 # to CPU 0 and the harness (with Redis) to CPU 1. The table goes to stdout and
 # target/bench/results.txt, the numbers to target/bench/results.json.
 #
-#   loadtest/bench.sh                       # full sizes, 3 runs (about 15 minutes)
+#   loadtest/bench.sh                       # full sizes, 3 runs (about 10 minutes)
 #   loadtest/bench.sh --runs 1 --l4-connections 2000 --only L1,L4   # any harness flag
 #
 # The Node baseline is copied from ../shared/baselines/node-socketio (or $BASELINE_SRC) to

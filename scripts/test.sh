@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need when it is missing (Debian's
-# redis-server, the npm Socket.IO client, promtool and the deploy validators), then runs
-# formatting, lints, the deploy checks and every test.
+# redis-server, the npm Socket.IO client, promtool and the deploy validators, k6), then
+# runs formatting, lints, the deploy checks, every test and a smoke run of the load tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,3 +27,7 @@ cargo test --workspace --locked
 # Every metric the dashboard and the alerts query exists in a real scrape (saved by the
 # metrics test above).
 .venv-ops/bin/python scripts/check_deploy.py metrics target/tmp/metrics-scrape.txt
+
+# The load-test kit cannot rot: each k6 script and every harness scenario, for seconds, at
+# tiny numbers (no timing is asserted).
+loadtest/smoke.sh

@@ -25,6 +25,7 @@ pub mod telemetry;
 pub use app::{App, StartError};
 pub use config::Config;
 
+use axum::serve::ListenerExt;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use tokio::net::TcpListener;
@@ -47,6 +48,12 @@ pub async fn run(
         io.close().await;
         tracing::info!("sockets closed; finishing in-flight requests");
     };
+    // Without TCP_NODELAY a small event frame waits for the client's delayed ACK (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, app.router.clone()).with_graceful_shutdown(graceful).await;
     app.close().await;
     served.map_err(StartError::Io)

@@ -286,7 +286,7 @@ async fn main() -> ExitCode {
     if report.complete(args.smoke) {
         ExitCode::SUCCESS
     } else {
-        eprintln!("bench: some scenario failed or produced no numbers");
+        eprintln!("bench: a scenario failed, produced no numbers or (smoke) had failed requests");
         ExitCode::FAILURE
     }
 }
