@@ -6,11 +6,6 @@ use switchboard::{Config, config};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
-/// mimalloc: less memory per idle connection and faster small allocations than the
-/// system allocator under many threads (see loadtest/README.md, L1 and L4).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cfg = Config::parse();
