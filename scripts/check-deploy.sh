@@ -7,17 +7,10 @@
 #                                         # dashboard and the alert rules is in
 #                                         # this saved `curl .../metrics` output
 #
-# Installs what it is missing, idempotently (needs root for apt, or the tools
-# already present):
-#   - Python venv .venv-ops/ with scripts/requirements-ops.txt (PyPI:
-#     kubernetes-validate, which ships the Kubernetes schemas, and PyYAML)
-#   - promtool and nginx: Debian's `prometheus` and `nginx` packages, unpacked
-#     into .venv-ops/tools/ with `apt-get download` + `dpkg-deb -x` so that no
-#     daemon is installed or started (used as-is when already on PATH)
-#   - a Compose validator: `docker compose` if present, else Debian's
-#     `docker-compose` package
-#   - a Kustomize renderer: `kustomize`, else `kubectl kustomize` (kustomize
-#     >= v4 built in), else Debian's `kubectl` package when apt offers it
+# Installs nothing: scripts/install-deps.sh (run first by the test command) provides the
+# Python venv .venv/ (kubernetes-validate, PyYAML), promtool (unpacked into .venv/tools/
+# when not on PATH), nginx, a Compose validator and a Kustomize renderer. A missing tool
+# stops this script with the package that provides it.
 #
 # Environment: KUBE_VERSIONS (default "1.29.0 1.37.0") lists the Kubernetes
 # versions whose schemas every rendered object must satisfy.
@@ -31,7 +24,7 @@ if [[ $# -gt 0 ]]; then
 fi
 cd "$ROOT"
 
-VENV="$ROOT/.venv-ops"
+VENV="$ROOT/.venv"
 TOOLS="$VENV/tools"
 KUBE_VERSIONS="${KUBE_VERSIONS:-1.29.0 1.37.0}"
 WORK="$(mktemp -d)"
@@ -40,86 +33,28 @@ trap 'rm -rf "$WORK"' EXIT
 step() { printf '\n== %s\n' "$*"; }
 die() { echo "error: $*" >&2; exit 1; }
 
-# ---------------------------------------------------------------- installs
-
-APT_UPDATED=0
-apt_candidate() {
-  # Prints the candidate version of a Debian package, or nothing.
-  apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { if ($2 != "(none)") print $2 }'
-}
-apt_require() {
-  # Makes sure apt knows the package, running `apt-get update` at most once.
-  local pkg="$1"
-  command -v apt-get >/dev/null || die "apt-get not available to fetch $pkg"
-  if [[ -z "$(apt_candidate "$pkg")" && $APT_UPDATED -eq 0 ]]; then
-    echo "apt-get update (package lists do not know $pkg yet)"
-    apt-get update -qq
-    APT_UPDATED=1
-  fi
-  [[ -n "$(apt_candidate "$pkg")" ]] || die "Debian package $pkg is not available from apt"
-}
-apt_install() {
-  apt_require "$1"
-  echo "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
-deb_unpack() {
-  # deb_unpack PACKAGE DEST: unpacks a Debian package's files without
-  # installing it (no maintainer scripts, so no service gets started).
-  local pkg="$1" dest="$2" dl="$WORK/deb-$1"
-  apt_require "$pkg"
-  mkdir -p "$dl" "$dest"
-  chmod 0777 "$dl"   # apt downloads as the unprivileged _apt user
-  echo "apt-get download $pkg -> ${dest#"$ROOT"/}"
-  (cd "$dl" && apt-get download -qq "$pkg" 2>/dev/null)
-  dpkg-deb -x "$dl"/"$pkg"_*.deb "$dest"
-}
+# ---------------------------------------------------------------- tools
 
 step "tools"
+missing() { die "$1 not found: install $2 (scripts/install-deps.sh does)"; }
 
-# Python venv with the validators.
-REQS="$ROOT/scripts/requirements-ops.txt"
-STAMP="$VENV/.requirements.sha256"
-want="$(sha256sum "$REQS" | cut -d' ' -f1)"
-if [[ ! -x "$VENV/bin/python" ]]; then
-  if ! python3 -m venv "$VENV" 2>/dev/null; then
-    rm -rf "$VENV"
-    apt_install python3-venv
-    python3 -m venv "$VENV"
-  fi
-fi
-if [[ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]]; then
-  echo "pip install -r scripts/requirements-ops.txt"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQS"
-  echo "$want" > "$STAMP"
-fi
 PY="$VENV/bin/python"
-echo "python:    $("$PY" --version) (.venv-ops)"
+[[ -x "$PY" ]] && "$PY" -c 'import kubernetes_validate, yaml' 2>/dev/null \
+  || missing "the Python venv .venv with kubernetes-validate" "scripts/requirements.txt into .venv"
+echo "python:    $("$PY" --version) (.venv)"
 
-# promtool.
-if command -v promtool >/dev/null; then
-  PROMTOOL="$(command -v promtool)"
-else
-  PROMTOOL="$TOOLS/prometheus/usr/bin/promtool"
-  [[ -x "$PROMTOOL" ]] || deb_unpack prometheus "$TOOLS/prometheus"
-fi
+PROMTOOL="$(command -v promtool || echo "$TOOLS/prometheus/usr/bin/promtool")"
+[[ -x "$PROMTOOL" ]] || missing promtool "Debian's prometheus (unpacked into .venv/tools/prometheus)"
 echo "promtool:  $("$PROMTOOL" --version 2>&1 | head -1)"
 
-# nginx (only for `nginx -t`).
-if command -v nginx >/dev/null; then
-  NGINX="$(command -v nginx)"
-else
-  NGINX="$TOOLS/nginx/usr/sbin/nginx"
-  [[ -x "$NGINX" ]] || deb_unpack nginx "$TOOLS/nginx"
-fi
-"$NGINX" -v >/dev/null 2>&1 || die "$NGINX does not run (missing libraries? try: apt-get install nginx)"
+NGINX="$(command -v nginx || true)"
+[[ -n "$NGINX" ]] || missing nginx "Debian's nginx-light"
 echo "nginx:     $("$NGINX" -v 2>&1)"
 
-# Compose validator.
 if docker compose version >/dev/null 2>&1; then
   COMPOSE=(docker compose)
 else
-  command -v docker-compose >/dev/null || apt_install docker-compose
+  command -v docker-compose >/dev/null || missing "a Compose validator" "Debian's docker-compose"
   COMPOSE=(docker-compose)
 fi
 echo "compose:   $("${COMPOSE[@]}" version 2>&1 | head -1)"
@@ -136,10 +71,7 @@ if command -v kustomize >/dev/null; then
   RENDER=(kustomize build)
   RENDER_VERSION="$(kustomize version 2>&1 | head -1)"
 else
-  if ! kubectl_kustomize_ok && [[ -n "$(apt_candidate kubectl)" ]]; then
-    apt_install kubectl
-  fi
-  kubectl_kustomize_ok || die "no Kustomize v4+ renderer: install kustomize or a kubectl >= 1.21"
+  kubectl_kustomize_ok || missing "a Kustomize v4+ renderer" "kustomize, or a kubectl >= 1.21"
   RENDER=(kubectl kustomize)
   RENDER_VERSION="$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p')"
 fi

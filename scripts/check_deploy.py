@@ -13,7 +13,7 @@ Kustomize overlays; each subcommand can also be run on its own:
   check_deploy.py metrics SCRAPE                 every metric used by dashboard/alerts is in a /metrics scrape
 
 Needs PyYAML; the `k8s` subcommand also needs kubernetes-validate (both in
-the .venv-ops virtualenv created by check-deploy.sh). Exit status 1 on any
+the .venv virtualenv created by scripts/install-deps.sh). Exit status 1 on any
 failure, with one line per problem.
 """
 
@@ -272,7 +272,7 @@ def cmd_k8s(args: argparse.Namespace) -> int:
     try:
         import kubernetes_validate
     except ImportError:
-        print("kubernetes-validate is not installed (scripts/check-deploy.sh installs it into .venv-ops)")
+        print("kubernetes-validate is not installed (scripts/install-deps.sh installs it into .venv)")
         return 1
     rc = 0
     for name in args.rendered:
@@ -778,7 +778,7 @@ def main() -> int:
     k.add_argument("rendered", nargs="+")
     d = sub.add_parser("dashboard")
     d.add_argument("--promtool", default=shutil.which("promtool")
-                   or str(ROOT / ".venv-ops/tools/prometheus/usr/bin/promtool"))
+                   or str(ROOT / ".venv/tools/prometheus/usr/bin/promtool"))
     sub.add_parser("compose")
     sub.add_parser("dockerfile")
     m = sub.add_parser("metrics")

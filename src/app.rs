@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tower::ServiceBuilder;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 /// Why a replica could not start.
@@ -138,17 +138,23 @@ async fn watch_connections(client: Client, subscriber: SubscriberClient) {
     }
 }
 
+/// `*` (the default) answers `Access-Control-Allow-Origin: *`, which browsers refuse for
+/// credentialed requests. A list echoes the allowed origin and allows credentials, so a
+/// frontend on another origin can send the load balancer's affinity cookie back
+/// (`withCredentials`); methods and headers are then mirrored, as wildcards are not allowed
+/// with credentials.
 fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
-    let layer = CorsLayer::new()
-        .allow_methods(Any)
-        .allow_headers(Any)
-        .expose_headers([HeaderName::from_static("x-request-id")]);
+    let layer = CorsLayer::new().expose_headers([HeaderName::from_static("x-request-id")]);
     if origins.iter().any(|o| o == "*") {
-        return Ok(layer.allow_origin(Any));
+        return Ok(layer.allow_origin(Any).allow_methods(Any).allow_headers(Any));
     }
     let list = origins
         .iter()
         .map(|o| HeaderValue::from_str(o.trim()).map_err(|_| StartError::CorsOrigin(o.clone())))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(layer.allow_origin(AllowOrigin::list(list)))
+    Ok(layer
+        .allow_origin(AllowOrigin::list(list))
+        .allow_methods(AllowMethods::mirror_request())
+        .allow_headers(AllowHeaders::mirror_request())
+        .allow_credentials(true))
 }

@@ -9,6 +9,9 @@ use std::time::Duration;
 #[derive(Clone, Parser)]
 #[command(name = "switchboard", version, about)]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The HTTP port (REST + Socket.IO).
     #[arg(long, env = "PORT", default_value_t = 3000)]
     pub port: u16,
@@ -64,6 +67,22 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// What to do instead of serving.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Print the OpenAPI document of the REST API (docs/openapi.json) and exit.
+    Openapi,
+}
+
+/// A setting that cannot work: the binary stops before serving anything.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {setting}: {reason}")]
+pub struct InvalidSetting {
+    /// The environment variable (and flag) at fault.
+    pub setting: &'static str,
+    pub reason: String,
+}
+
 /// LiveKit's dev-mode credentials (`livekit-server --dev`).
 pub const DEV_API_KEY: &str = "devkey";
 pub const DEV_API_SECRET: &str = "secret";
@@ -82,6 +101,48 @@ impl Config {
     /// Whether LiveKit's public dev credentials are in use (worth a warning).
     pub fn uses_dev_credentials(&self) -> bool {
         self.livekit_api_key == DEV_API_KEY || self.livekit_api_secret == DEV_API_SECRET
+    }
+
+    /// Checks what clap cannot check one value at a time, so that a replica never starts
+    /// in a state where requests would fail. Never echoes a secret.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let fail = |setting, reason: &str| Err(InvalidSetting { setting, reason: reason.to_owned() });
+        if self.livekit_api_key.trim().is_empty() {
+            return fail("LIVEKIT_API_KEY (--livekit-api-key)", "must not be empty");
+        }
+        if self.livekit_api_secret.trim().is_empty() {
+            return fail("LIVEKIT_API_SECRET (--livekit-api-secret)", "must not be empty");
+        }
+        if !is_url(&self.livekit_url, &["ws", "wss", "http", "https"]) {
+            return fail("LIVEKIT_URL (--livekit-url)", "must be a ws://, wss://, http:// or https:// URL with a host");
+        }
+        if let Some(url) = &self.redis_url {
+            let schemes = ["redis", "rediss", "redis-cluster", "rediss-cluster", "redis-sentinel", "rediss-sentinel"];
+            if !is_url(url, &schemes) || fred::prelude::Config::from_url(url).is_err() {
+                return fail(
+                    "REDIS_URL (--redis-url)",
+                    "must be a redis://host:port URL (or redis-cluster, redis-sentinel)",
+                );
+            }
+            if url.starts_with("rediss") {
+                return fail("REDIS_URL (--redis-url)", "TLS (rediss://) is not supported by this build");
+            }
+        }
+        if self.redis_namespace.is_empty() || self.redis_namespace.contains(['{', '}']) {
+            return fail("REDIS_NAMESPACE (--redis-namespace)", "must be non-empty, without braces");
+        }
+        if self.body_limit == 0 {
+            return fail("BODY_LIMIT (--body-limit)", "must be at least 1 byte");
+        }
+        let wildcard = self.cors_origins.iter().any(|o| o == "*");
+        let origins_ok = self.cors_origins.iter().all(|o| is_origin(o.trim()));
+        if !origins_ok || (wildcard && self.cors_origins.len() > 1) {
+            return fail(
+                "CORS_ORIGINS (--cors-origins)",
+                "must be `*` or a comma-separated list of origins such as https://app.example.com",
+            );
+        }
+        Ok(())
     }
 
     /// The `{namespace}:` key prefix; the braces make it a Redis Cluster hash tag.
@@ -118,6 +179,23 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// `scheme://host[...]` with one of `schemes` and a non-empty host.
+fn is_url(url: &str, schemes: &[&str]) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit('@').next().unwrap_or_default();
+    schemes.contains(&scheme) && !host.is_empty() && !host.starts_with(':') && !url.contains(char::is_whitespace)
+}
+
+/// A browser origin: `http(s)://host[:port]`, nothing after, or `*`.
+fn is_origin(origin: &str) -> bool {
+    origin == "*"
+        || (is_url(origin, &["http", "https"])
+            && origin.split_once("://").is_some_and(|(_, rest)| !rest.contains(['/', '?', '#', '@'])))
 }
 
 fn seconds(s: &str) -> Result<Duration, String> {
@@ -163,6 +241,43 @@ mod tests {
     #[test]
     fn a_zero_ttl_is_refused() {
         assert!(Config::try_parse_from(["switchboard", "--livekit-token-ttl", "0"]).is_err());
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_named() {
+        let cases: [(&[&str], &str); 10] = [
+            (&["--redis-url", "rediss://db:6380"], "REDIS_URL"),
+            (&["--livekit-api-key", ""], "LIVEKIT_API_KEY"),
+            (&["--livekit-api-secret", " "], "LIVEKIT_API_SECRET"),
+            (&["--livekit-url", "localhost:7880"], "LIVEKIT_URL"),
+            (&["--livekit-url", "ws://"], "LIVEKIT_URL"),
+            (&["--redis-url", "http://db:6379"], "REDIS_URL"),
+            (&["--redis-namespace", ""], "REDIS_NAMESPACE"),
+            (&["--body-limit", "0"], "BODY_LIMIT"),
+            (&["--cors-origins", "https://a.test/path"], "CORS_ORIGINS"),
+            (&["--cors-origins", "*,https://a.test"], "CORS_ORIGINS"),
+        ];
+        for (args, setting) in cases {
+            let c = Config::try_parse_from(std::iter::once("switchboard").chain(args.iter().copied())).expect("parses");
+            let err = c.validate().expect_err(setting);
+            assert!(err.setting.starts_with(setting), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn working_settings_validate() {
+        let c = Config::try_parse_from([
+            "switchboard",
+            "--redis-url",
+            "redis://:pw@db:6379/0",
+            "--livekit-url",
+            "wss://lk.example.com",
+            "--cors-origins",
+            "https://a.test,http://127.0.0.1:8080",
+        ])
+        .expect("parses");
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(Config::try_parse_from(["switchboard"]).expect("parses").validate(), Ok(()));
     }
 
     #[test]

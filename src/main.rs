@@ -9,6 +9,15 @@ use tokio::signal::unix::{SignalKind, signal};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cfg = Config::parse();
+    if cfg.command == Some(config::Command::Openapi) {
+        println!("{}", switchboard::http::openapi::json());
+        return std::process::ExitCode::SUCCESS;
+    }
+    if let Err(e) = cfg.validate() {
+        // Before logging starts, as clap reports its own errors: nothing is served.
+        eprintln!("error: {e}");
+        return std::process::ExitCode::from(2);
+    }
     let telemetry = switchboard::telemetry::init(cfg.log_format);
     if cfg.uses_dev_credentials() {
         tracing::warn!(

@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A trimmed name of 1 to 100 Unicode scalar values: valid by construction.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, pattern = r"\S", example = "Ana")]
 pub struct Name(String);
 
 /// Why a name was refused.

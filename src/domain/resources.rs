@@ -1,11 +1,11 @@
 //! The contract's three resources, shaped exactly as the REST API returns them.
 
 use super::{CallId, Name, RoomId, RoomName, Timestamp, UserId};
-use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
+use utoipa::ToSchema;
 
 /// A registered user.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: UserId,
@@ -20,7 +20,7 @@ impl User {
 }
 
 /// Where a call is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CallStatus {
     Initiated,
@@ -77,18 +77,52 @@ impl Call {
     }
 }
 
+/// A one-to-one call, as the API shows it: `callId` always equals `id`.
+// Both the JSON and the API document's schema come from this one type.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Call)]
+struct CallView {
+    id: CallId,
+    /// Always equals `id` (the guide's events carry both).
+    call_id: CallId,
+    from_user_id: UserId,
+    to_user_id: UserId,
+    status: CallStatus,
+    room_name: RoomName,
+    start_time: Timestamp,
+    end_time: Option<Timestamp>,
+}
+
 impl Serialize for Call {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Call", 8)?;
-        st.serialize_field("id", &self.id)?;
-        st.serialize_field("callId", &self.id)?;
-        st.serialize_field("fromUserId", &self.from_user_id)?;
-        st.serialize_field("toUserId", &self.to_user_id)?;
-        st.serialize_field("status", &self.status)?;
-        st.serialize_field("roomName", &self.room_name)?;
-        st.serialize_field("startTime", &self.start_time)?;
-        st.serialize_field("endTime", &self.end_time)?;
-        st.end()
+        CallView {
+            id: self.id,
+            call_id: self.id,
+            from_user_id: self.from_user_id,
+            to_user_id: self.to_user_id,
+            status: self.status,
+            room_name: self.room_name,
+            start_time: self.start_time,
+            end_time: self.end_time,
+        }
+        .serialize(s)
+    }
+}
+
+impl utoipa::PartialSchema for Call {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        CallView::schema()
+    }
+}
+
+impl ToSchema for Call {
+    fn name() -> std::borrow::Cow<'static, str> {
+        CallView::name()
+    }
+
+    fn schemas(out: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        CallView::schemas(out)
     }
 }
 
@@ -108,7 +142,7 @@ impl CallFilter {
 }
 
 /// A group room; `participants` lists users in the order they first joined.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Room {
     pub id: RoomId,

@@ -4,7 +4,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A UTC instant with millisecond precision, printed like JavaScript's `toISOString()`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, utoipa::ToSchema)]
+#[schema(value_type = String, format = DateTime, example = "2026-11-27T19:54:31.123Z")]
 pub struct Timestamp(DateTime<Utc>);
 
 impl Timestamp {

@@ -4,9 +4,10 @@ use crate::service;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// One invalid field of a request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct FieldError {
     pub field: &'static str,
     pub message: String,
@@ -21,15 +22,22 @@ pub struct ApiError {
     pub errors: Vec<FieldError>,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem document.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Problem<'a> {
+    /// Always `about:blank`: `code` says what went wrong.
     #[serde(rename = "type")]
     kind: &'static str,
+    /// The status's reason phrase.
     title: &'static str,
     status: u16,
+    /// Stable and machine-readable.
     code: &'static str,
+    /// For people; never contains a secret.
     detail: &'a str,
+    /// With `validation_failed`: every invalid field.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    #[schema(required = false)]
     errors: &'a [FieldError],
 }
 

@@ -3,18 +3,35 @@
 
 use super::AppState;
 use super::error::{ApiError, FieldError};
-use crate::domain::{CallFilter, CallStatus, Name, NameError};
+use crate::domain::{CallFilter, CallStatus, Name, NameError, UserId};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{StatusCode, header, request::Parts};
 use serde_json::{Map, Value};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{ObjectBuilder, RefOr, Required, Schema, Type};
+use utoipa::{IntoParams, PartialSchema};
 
 /// A JSON object body, or `None` when no body was sent.
 pub struct JsonObject(pub Option<Map<String, Value>>);
 
-impl JsonObject {
-    /// The object, for endpoints where a body is required.
-    pub fn required(self) -> Result<Map<String, Value>, ApiError> {
-        self.0.ok_or_else(|| ApiError::invalid_json("a JSON object body is required"))
+/// A request body type: read from a JSON object field by field, so that every invalid
+/// field is reported at once. The same type is the body's schema in the API document.
+pub trait FromFields: Sized {
+    fn read(fields: &mut Fields<'_>) -> Option<Self>;
+}
+
+/// A required JSON body, parsed into `T` (400, 413, 415 or 422 otherwise).
+pub struct Body<T>(pub T);
+
+impl<T: FromFields> FromRequest<AppState> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let JsonObject(body) = JsonObject::from_request(req, state).await?;
+        let body = body.ok_or_else(|| ApiError::invalid_json("a JSON object body is required"))?;
+        let mut fields = Fields::new(&body);
+        let value = T::read(&mut fields);
+        fields.finish(|| value).map(Self)
     }
 }
 
@@ -135,6 +152,22 @@ fn limit(pairs: &[(String, String)], errors: &mut Vec<FieldError>) -> usize {
 /// The `?limit=` of a list endpoint.
 pub struct Limit(pub usize);
 
+fn limit_param() -> Parameter {
+    ParameterBuilder::new()
+        .name("limit")
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some("How many items at most: an integer from 1 to 1000 (default 100)."))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(1000))))
+        .build()
+}
+
+impl IntoParams for Limit {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![limit_param()]
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Limit {
     type Rejection = ApiError;
 
@@ -152,6 +185,25 @@ pub struct CallQuery {
     pub filter: CallFilter,
 }
 
+impl IntoParams for CallQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let query = |name, description, schema: RefOr<Schema>| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(schema))
+                .build()
+        };
+        vec![
+            limit_param(),
+            query("userId", "Only calls this user made or received.", UserId::schema()),
+            query("status", "Only calls in this state.", CallStatus::schema()),
+        ]
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for CallQuery {
     type Rejection = ApiError;
 
@@ -161,7 +213,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CallQuery {
         let limit = limit(&pairs, &mut errors);
         let mut filter = CallFilter::default();
         if let Some(raw) = param(&pairs, "userId") {
-            filter.user = crate::domain::UserId::parse(raw);
+            filter.user = UserId::parse(raw);
             if filter.user.is_none() {
                 errors.push(FieldError { field: "userId", message: "must be a UUID".into() });
             }

@@ -5,6 +5,7 @@ mod calls;
 mod error;
 mod extract;
 mod livekit;
+pub mod openapi;
 mod ops;
 mod rooms;
 mod users;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
         .route_layer(middleware::from_fn(track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

