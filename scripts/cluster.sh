@@ -14,7 +14,7 @@
 #   --replicas N          replicas to start [2]
 #   --impl IMPL           switchboard | node (the Node.js baseline) [switchboard]
 #   --bin PATH            switchboard binary [target/release/switchboard, else target/debug/switchboard]
-#   --baseline PATH       Node baseline sources, copied to target/baseline and `npm ci`-ed there
+#   --baseline PATH       Node baseline sources, run from target/baseline (packages installed there by scripts/install-deps.sh)
 #                         [$BASELINE_SRC, else ../shared/baselines/node-socketio]
 #   --dir DIR             state directory (PIDs, logs, generated configs, env) [target/cluster]
 #   --redis-port P        port of the redis-server this script starts [6390]
@@ -24,12 +24,19 @@
 #   --lb-port P           nginx port; 0 = no load balancer [3100]
 #   --lb MODE             sticky (hash $remote_addr consistent: every loopback client lands on
 #                         one replica, needed by the polling transport) | roundrobin
-#                         (least_conn: spreads websocket-only clients) [sticky]
+#                         (least_conn: spreads websocket-only clients) | cookie (like the
+#                         Kubernetes ingress: a first response sets the cookie SWITCHBOARD_ROUTE,
+#                         requests that carry it stick to one replica) [sticky]
+#                         Every response names the replica that answered in `X-Upstream`.
+#   --cors-origins LIST   switchboard's CORS_ORIGINS (comma-separated) [unset: `*`]
 #   --drain-period S      switchboard's DRAIN_PERIOD [0]
 #   --cpus LIST           pin the replicas with `taskset -c LIST` (e.g. 0) []
 #   --prometheus          also run Prometheus scraping every replica
 #   --prometheus-port P   [9090]
 #   --timeout S           longest wait for readiness [60]
+#
+# It installs nothing: redis-server, nginx (nginx-light), prometheus and, for the baseline,
+# nodejs and npm must be there (scripts/install-deps.sh installs them).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,14 +45,15 @@ DIR="$ROOT/target/cluster"
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 log() { echo "cluster.sh: $*" >&2; }
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-apt_updated=
-apt_install() {
-  if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
 # Debian puts nginx and prometheus in /usr/sbin and /usr/bin; a non-root PATH may lack sbin.
 find_tool() { command -v "$1" 2>/dev/null || { [ -x "/usr/sbin/$1" ] && echo "/usr/sbin/$1"; } || true; }
+# Prints the path of tool $1, or stops naming the Debian package $2 that provides it.
+need_tool() {
+  local path
+  path=$(find_tool "$1")
+  [ -n "$path" ] || die "$1 not found: install Debian's $2 (scripts/install-deps.sh installs it)"
+  echo "$path"
+}
 
 # A PID file names a process we started; the command-line check avoids signalling a
 # process that reused the PID after ours exited.
@@ -151,21 +159,29 @@ cmd_status() {
 prepare_baseline() {
   local src=$1 dst=$2
   [ -f "$src/server.js" ] || die "no Node baseline at $src (use --baseline PATH)"
-  mkdir -p "$dst"
+  # Its packages are installed up front by scripts/install-deps.sh, never from here.
   if ! cmp -s "$src/package-lock.json" "$dst/package-lock.json" || [ ! -d "$dst/node_modules" ]; then
-    cp "$src/package.json" "$src/package-lock.json" "$dst/"
-    command -v node >/dev/null || apt_install nodejs npm
-    (cd "$dst" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    die "the Node baseline's packages are not installed in $dst: run scripts/install-deps.sh"
   fi
   cp "$src/server.js" "$dst/server.js"
 }
 
 write_nginx_conf() {
-  local mode=$1 ports=$2 balance user_line=""
+  local mode=$1 ports=$2 balance user_line="" route_maps="" route_cookie=""
   case "$mode" in
     sticky) balance="hash \$remote_addr consistent;" ;;
     roundrobin) balance="least_conn;" ;;
-    *) die "--lb must be sticky or roundrobin" ;;
+    cookie)
+      # ingress-nginx's cookie affinity in nginx OSS: a request without the cookie gets a
+      # fresh random route (its request id) and a cookie naming it; a request with the
+      # cookie hashes its route to the same replica every time. SameSite unset = Lax, the
+      # browser default: sent on same-site requests, credentialed cross-origin ones too.
+      balance="hash \$route consistent;"
+      route_maps="map \$cookie_SWITCHBOARD_ROUTE \$route { '' \$request_id; default \$cookie_SWITCHBOARD_ROUTE; }
+  map \$cookie_SWITCHBOARD_ROUTE \$route_cookie { '' 'SWITCHBOARD_ROUTE=\$request_id; Path=/; HttpOnly'; default ''; }"
+      # An empty value adds no header: only requests without the cookie get one.
+      route_cookie="add_header Set-Cookie \$route_cookie always;"
+      ;;
   esac
   [ "$(id -u)" -eq 0 ] && user_line="user root;"
   mkdir -p "$DIR/nginx"
@@ -190,6 +206,7 @@ http {
   uwsgi_temp_path $DIR/nginx/uwsgi;
   scgi_temp_path $DIR/nginx/scgi;
   map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
+  $route_maps
   upstream replicas {
     $balance
 EOF
@@ -213,6 +230,9 @@ EOF
       proxy_send_timeout 3600s;
       proxy_buffering off;
       proxy_next_upstream error timeout http_502 http_503;
+      # Which replica answered: lets tests see where a load balancer mode sends requests.
+      add_header X-Upstream \$upstream_addr always;
+      $route_cookie
     }
   }
 }
@@ -236,7 +256,7 @@ write_prometheus_conf() {
 cmd_up() {
   local replicas=2 bin="" baseline="${BASELINE_SRC:-$ROOT/../shared/baselines/node-socketio}"
   local redis_port=6390 redis_url="" namespace=switchboard base_port=3101 lb_mode=sticky
-  local drain=0 cpus="" prometheus=0 prom_port=9090 timeout=60
+  local drain=0 cpus="" prometheus=0 prom_port=9090 timeout=60 cors_origins=""
   IMPL=switchboard LB_PORT=3100
   while [ $# -gt 0 ]; do
     case "$1" in
@@ -251,6 +271,7 @@ cmd_up() {
       --base-port) base_port=$2; shift 2 ;;
       --lb-port) LB_PORT=$2; shift 2 ;;
       --lb) lb_mode=$2; shift 2 ;;
+      --cors-origins) cors_origins=$2; shift 2 ;;
       --drain-period) drain=$2; shift 2 ;;
       --cpus) cpus=$2; shift 2 ;;
       --prometheus) prometheus=1; shift ;;
@@ -260,6 +281,20 @@ cmd_up() {
     esac
   done
   case "$IMPL" in switchboard | node) ;; *) die "--impl must be switchboard or node" ;; esac
+  case "$lb_mode" in sticky | roundrobin | cookie) ;; *) die "--lb must be sticky, roundrobin or cookie" ;; esac
+  # Every tool is looked for before anything starts, so a missing one fails at once.
+  local nginx="" prom=""
+  need_tool curl curl >/dev/null
+  if [ "$IMPL" = node ]; then
+    need_tool node nodejs >/dev/null
+    need_tool npm npm >/dev/null
+  fi
+  if [ -z "$redis_url" ]; then
+    need_tool redis-server redis-server >/dev/null
+    need_tool redis-cli redis-tools >/dev/null
+  fi
+  if [ "$LB_PORT" != 0 ] && [ "$replicas" -gt 0 ]; then nginx=$(need_tool nginx nginx-light); fi
+  if [ "$prometheus" = 1 ]; then prom=$(need_tool prometheus prometheus); fi
   mkdir -p "$DIR"
   DIR=$(cd "$DIR" && pwd)
   if compgen -G "$DIR/pids/*.pid" >/dev/null; then
@@ -299,7 +334,6 @@ cmd_up() {
 
   local redis_pid=""
   if [ -z "$redis_url" ]; then
-    command -v redis-server >/dev/null || apt_install redis-server
     # Match on the program name only: redis rewrites its command line once it runs.
     spawn redis "redis-server" redis-server --bind 127.0.0.1 --port "$redis_port" \
       --save '' --appendonly no --dir "$DIR" --maxclients 10000
@@ -312,15 +346,16 @@ cmd_up() {
     redis_pid=$(cat "$DIR/pids/redis.pid")
   fi
 
-  local i port ports="" urls="" pids="" per=""
+  local i port ports="" urls="" pids="" per="" cors=()
+  [ -z "$cors_origins" ] || cors=(CORS_ORIGINS="$cors_origins")
   for ((i = 1; i <= replicas; i++)); do
     port=$((base_port + i - 1))
     ports="$ports $port"
     if [ "$IMPL" = switchboard ]; then
       spawn "replica-$i" "$bin" env PORT="$port" HOST=127.0.0.1 REDIS_URL="$redis_url" \
-        REDIS_NAMESPACE="$namespace" LOG_FORMAT=json DRAIN_PERIOD="$drain" "${run[@]}"
+        REDIS_NAMESPACE="$namespace" LOG_FORMAT=json DRAIN_PERIOD="$drain" "${cors[@]}" "${run[@]}"
     else
-      spawn "replica-$i" "server.js" env PORT="$port" HOST=127.0.0.1 REDIS_URL="$redis_url" "${run[@]}"
+      spawn "replica-$i" "server.js" env PORT="$port" HOST=127.0.0.1 REDIS_URL="$redis_url" "${cors[@]}" "${run[@]}"
     fi
   done
   for ((i = 1; i <= replicas; i++)); do
@@ -336,10 +371,6 @@ REPLICA_${i}_PID=$(cat "$DIR/pids/replica-$i.pid")
 
   local lb_url="" nginx_pid=""
   if [ "$LB_PORT" != 0 ] && [ "$replicas" -gt 0 ]; then
-    local nginx
-    nginx=$(find_tool nginx)
-    [ -n "$nginx" ] || { apt_install nginx-light || apt_install nginx; nginx=$(find_tool nginx); }
-    [ -n "$nginx" ] || die "nginx is not installed and could not be installed"
     write_nginx_conf "$lb_mode" "$ports"
     mkdir -p "$DIR/nginx/client_body" "$DIR/nginx/proxy" "$DIR/nginx/fastcgi" "$DIR/nginx/uwsgi" "$DIR/nginx/scgi"
     "$nginx" -t -q -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" 2>"$DIR/logs/nginx-test.log" ||
@@ -352,10 +383,6 @@ REPLICA_${i}_PID=$(cat "$DIR/pids/replica-$i.pid")
 
   local prom_url="" prom_pid=""
   if [ "$prometheus" = 1 ]; then
-    local prom
-    prom=$(find_tool prometheus)
-    [ -n "$prom" ] || { apt_install prometheus; prom=$(find_tool prometheus); }
-    [ -n "$prom" ] || die "prometheus is not installed and could not be installed"
     write_prometheus_conf "$ports"
     spawn prometheus "$DIR/prometheus.yml" "$prom" --config.file="$DIR/prometheus.yml" \
       --storage.tsdb.path="$DIR/prometheus-data" --web.listen-address="127.0.0.1:$prom_port"
@@ -371,6 +398,7 @@ REPLICA_${i}_PID=$(cat "$DIR/pids/replica-$i.pid")
 CLUSTER_DIR=$DIR
 IMPL=$IMPL
 LB_URL=$lb_url
+LB_MODE=$lb_mode
 NGINX_PID=$nginx_pid
 REPLICAS=$replicas
 REPLICA_URLS="${urls# }"

