@@ -45,13 +45,15 @@ pub struct App {
 impl App {
     pub async fn build(cfg: &Config) -> Result<Self, StartError> {
         let (store, bus, redis): (Arc<dyn Store>, Arc<dyn EventBus>, _) = match &cfg.redis_url {
-            None => (Arc::new(MemoryStore::new()), Arc::new(LocalBus::new()), None),
+            None => {
+                let bus = LocalBus::new();
+                (Arc::new(MemoryStore::new(bus.clone())), Arc::new(bus), None)
+            }
             Some(url) => {
                 let (client, subscriber) = redis_clients(url, cfg.redis_timeout)?;
-                let options = command_options(cfg.redis_timeout);
                 let prefix = cfg.redis_prefix();
-                let store = RedisStore::new(client.clone(), options.clone(), prefix.clone());
-                let bus = RedisBus::new(client.clone(), options, subscriber.clone(), format!("{prefix}events"));
+                let store = RedisStore::new(client.clone(), command_options(cfg.redis_timeout), prefix.clone());
+                let bus = RedisBus::new(subscriber.clone(), format!("{prefix}events"));
                 (Arc::new(store), Arc::new(bus), Some((client, subscriber)))
             }
         };

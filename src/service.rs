@@ -1,5 +1,6 @@
-//! The use cases. The service owns the contract's invariants: validate, store, then
-//! publish; a failed request stores nothing and publishes nothing.
+//! The use cases. The service owns the contract's invariants: validate, then store each
+//! change together with its event (one atomic step); a failed request stores nothing and
+//! publishes nothing.
 
 use crate::domain::{
     Call, CallFilter, CallId, Event, LiveKitRoom, Name, Room, RoomId, RoomName, Timestamp, User, UserId,
@@ -55,24 +56,12 @@ impl Service {
         Self { store, bus, tokens }
     }
 
-    /// Publishes an event whose change is already stored. The change stands whatever
-    /// happens here, so a failure is logged and counted, not returned.
-    async fn publish(&self, event: Event) {
-        let name = event.name();
-        match self.bus.publish(events::encode(&event)).await {
-            Ok(()) => metrics::event_published(name),
-            Err(e) => {
-                metrics::event_publish_failed(name);
-                tracing::error!(event = name, error = %e, "event stored but not published");
-            }
-        }
-    }
-
     pub async fn register_user(&self, name: Name) -> Result<User> {
         let user = User::new(name);
-        self.store.insert_user(&user).await?;
+        let event = Event::user_registered(&user);
+        self.store.insert_user(&user, &events::encode(&event)).await?;
         metrics::user_registered();
-        self.publish(Event::user_registered(&user)).await;
+        metrics::event_published(event.name());
         Ok(user)
     }
 
@@ -90,13 +79,14 @@ impl Service {
             return Err(Error::SelfCall);
         }
         let call = Call::new(from, to);
-        let caller = match self.store.insert_call(&call).await? {
+        let event = Event::call_started(&call);
+        let caller = match self.store.insert_call(&call, &events::encode(&event)).await? {
             NewCall::Stored { caller } => caller,
             NewCall::NoUser(id) => return Err(Error::UserNotFound(id)),
         };
-        let grant = self.tokens.grant(caller.id, &caller.name, call.room_name)?;
         metrics::call_started();
-        self.publish(Event::call_started(&call)).await;
+        metrics::event_published(event.name());
+        let grant = self.tokens.grant(caller.id, &caller.name, call.room_name)?;
         Ok((call, grant))
     }
 
@@ -110,10 +100,11 @@ impl Service {
 
     /// Ends a call; idempotent, and only the request that really ended it publishes.
     pub async fn end_call(&self, id: CallId) -> Result<Call> {
-        match self.store.end_call(id, Timestamp::now()).await? {
+        let event = Event::call_ended(id);
+        match self.store.end_call(id, Timestamp::now(), &events::encode(&event)).await? {
             EndCall::Ended(call) => {
                 metrics::call_ended();
-                self.publish(Event::call_ended(&call)).await;
+                metrics::event_published(event.name());
                 Ok(call)
             }
             EndCall::AlreadyEnded(call) => Ok(call),
@@ -123,9 +114,10 @@ impl Service {
 
     pub async fn create_room(&self, name: Name) -> Result<Room> {
         let room = Room::new(name);
-        self.store.insert_room(&room).await?;
+        let event = Event::room_created(&room);
+        self.store.insert_room(&room, &events::encode(&event)).await?;
         metrics::room_created();
-        self.publish(Event::room_created(&room)).await;
+        metrics::event_published(event.name());
         Ok(room)
     }
 
@@ -139,14 +131,15 @@ impl Service {
 
     /// Adds the user to the room (once) and returns a fresh grant; every join publishes.
     pub async fn join_room(&self, room_id: RoomId, user_id: UserId) -> Result<Joined> {
-        let (room, user) = match self.store.join_room(room_id, user_id).await? {
+        let event = Event::room_joined(room_id, user_id);
+        let (room, user) = match self.store.join_room(room_id, user_id, &events::encode(&event)).await? {
             Join::Joined { room, user } => (room, user),
             Join::NoRoom => return Err(Error::RoomNotFound(room_id)),
             Join::NoUser => return Err(Error::UserNotFound(user_id)),
         };
-        let grant = self.tokens.grant(user.id, &user.name, room.room_name)?;
         metrics::room_joined();
-        self.publish(Event::room_joined(room.id, user.id)).await;
+        metrics::event_published(event.name());
+        let grant = self.tokens.grant(user.id, &user.name, room.room_name)?;
         Ok(Joined { room, user: user.id, grant })
     }
 

@@ -58,8 +58,8 @@ impl Event {
         })
     }
 
-    pub fn call_ended(call: &Call) -> Self {
-        Self::CallEnded { call_id: call.id }
+    pub fn call_ended(call: CallId) -> Self {
+        Self::CallEnded { call_id: call }
     }
 
     pub fn user_registered(user: &User) -> Self {
@@ -123,7 +123,7 @@ mod tests {
     #[test]
     fn call_ended_carries_only_the_call_id() {
         let call = Call::new(UserId::new(), UserId::new());
-        let v = wire(&Event::call_ended(&call));
+        let v = wire(&Event::call_ended(call.id));
         assert_eq!(v, json!({"event": "call.ended", "data": {"callId": call.id}}));
     }
 

@@ -1,7 +1,6 @@
 //! The in-process bus of the embedded mode: one replica, so a broadcast channel suffices.
 
-use super::{BusUnavailable, Delivery, EventBus};
-use async_trait::async_trait;
+use super::{Delivery, EventBus};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::broadcast;
@@ -11,7 +10,8 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 /// How many messages a slow subscriber may fall behind before it loses some.
 const CAPACITY: usize = 16 * 1024;
 
-/// [`EventBus`] within one process.
+/// [`EventBus`] within one process; clones share the channel.
+#[derive(Clone)]
 pub struct LocalBus {
     tx: broadcast::Sender<String>,
 }
@@ -19,6 +19,12 @@ pub struct LocalBus {
 impl LocalBus {
     pub fn new() -> Self {
         Self { tx: broadcast::channel(CAPACITY).0 }
+    }
+
+    /// Sends a message to every subscriber (the memory store calls this under its lock).
+    pub fn send(&self, message: &str) {
+        // No subscriber is not an error: nobody is listening yet.
+        let _ = self.tx.send(message.to_owned());
     }
 }
 
@@ -28,14 +34,7 @@ impl Default for LocalBus {
     }
 }
 
-#[async_trait]
 impl EventBus for LocalBus {
-    async fn publish(&self, message: String) -> Result<(), BusUnavailable> {
-        // No subscriber is not an error: nobody is listening yet.
-        let _ = self.tx.send(message);
-        Ok(())
-    }
-
     fn subscribe(&self) -> BoxStream<'static, Delivery> {
         BroadcastStream::new(self.tx.subscribe())
             .map(|item| match item {

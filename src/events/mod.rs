@@ -1,6 +1,7 @@
 //! The event bus: how a change stored by one replica reaches the relay of every replica
-//! (the publisher's own included). The bus carries text; [`encode`] and [`Incoming`]
-//! define that text, so memory and Redis modes share every line after `publish`.
+//! (the publisher's own included). The store publishes each event in the same atomic step
+//! as its change; the bus delivers. It carries text; [`encode`] and [`Incoming`] define
+//! that text, so memory and Redis modes share every line after the store.
 
 mod local;
 mod redis;
@@ -9,16 +10,10 @@ pub use local::LocalBus;
 pub use redis::RedisBus;
 
 use crate::domain::Event;
-use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// The bus could not take the message.
-#[derive(Debug, thiserror::Error)]
-#[error("event bus unavailable: {0}")]
-pub struct BusUnavailable(pub String);
 
 /// What a subscriber receives.
 #[derive(Debug)]
@@ -28,10 +23,8 @@ pub enum Delivery {
     Lagged(u64),
 }
 
-/// Carries encoded events between replicas.
-#[async_trait]
+/// Delivers encoded events, published by the store, to every replica.
 pub trait EventBus: Send + Sync {
-    async fn publish(&self, message: String) -> Result<(), BusUnavailable>;
     /// Every message published from now on, by any replica.
     fn subscribe(&self) -> BoxStream<'static, Delivery>;
     /// Whether messages published now will reach [`subscribe`](Self::subscribe)rs (readiness).

@@ -1,24 +1,17 @@
 //! The Redis pub/sub bus: one channel per namespace that every replica subscribes to.
 
-use super::{BusUnavailable, Delivery, EventBus};
-use crate::telemetry::metrics;
-use async_trait::async_trait;
+use super::{Delivery, EventBus};
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
-use fred::types::config::Options;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tracing::Instrument;
 
-/// [`EventBus`] over Redis pub/sub.
+/// [`EventBus`] over Redis pub/sub; the store's scripts publish.
 pub struct RedisBus {
-    publisher: Client,
-    options: Options,
     subscriber: SubscriberClient,
     channel: String,
     subscribed: Arc<AtomicBool>,
@@ -27,10 +20,10 @@ pub struct RedisBus {
 impl RedisBus {
     /// Subscribes now and after every reconnection. We re-subscribe ourselves rather than
     /// through `manage_subscriptions` so that readiness knows when the channel is live again.
-    pub fn new(publisher: Client, options: Options, subscriber: SubscriberClient, channel: String) -> Self {
+    pub fn new(subscriber: SubscriberClient, channel: String) -> Self {
         let subscribed = Arc::new(AtomicBool::new(false));
         tokio::spawn(resubscribe(subscriber.clone(), channel.clone(), subscribed.clone()));
-        Self { publisher, options, subscriber, channel, subscribed }
+        Self { subscriber, channel, subscribed }
     }
 }
 
@@ -51,18 +44,7 @@ async fn resubscribe(subscriber: SubscriberClient, channel: String, subscribed: 
     }
 }
 
-#[async_trait]
 impl EventBus for RedisBus {
-    async fn publish(&self, message: String) -> Result<(), BusUnavailable> {
-        let started = Instant::now();
-        let client = self.publisher.with_options(&self.options);
-        let span =
-            tracing::info_span!("redis", otel.name = "publish", otel.kind = "producer", db.system.name = "redis");
-        let result = client.publish::<i64, _, _>(self.channel.as_str(), message).instrument(span).await;
-        metrics::redis_command("publish", started.elapsed(), result.is_ok());
-        result.map(drop).map_err(|e| BusUnavailable(e.to_string()))
-    }
-
     fn subscribe(&self) -> BoxStream<'static, Delivery> {
         let channel = self.channel.clone();
         BroadcastStream::new(self.subscriber.message_rx())

@@ -1,10 +1,12 @@
 //! The embedded store: one process, nothing persisted. A single mutex makes every method
-//! atomic, which gives the same semantics as the Redis scripts.
+//! atomic, which gives the same semantics as the Redis scripts; a change's event is sent
+//! on the in-process bus under the same lock.
 
 use super::{EndCall, Join, NewCall, Store, StoreResult};
 use crate::domain::{
     Call, CallFilter, CallId, CallStatus, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId,
 };
+use crate::events::LocalBus;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -27,14 +29,15 @@ enum Owner {
 }
 
 /// In-memory [`Store`] for a single replica.
-#[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    bus: LocalBus,
 }
 
 impl MemoryStore {
-    pub fn new() -> Self {
-        Self::default()
+    /// A store whose changes publish their events on `bus`.
+    pub fn new(bus: LocalBus) -> Self {
+        Self { state: Mutex::default(), bus }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -46,10 +49,11 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn insert_user(&self, user: &User) -> StoreResult<()> {
+    async fn insert_user(&self, user: &User, event: &str) -> StoreResult<()> {
         let mut s = self.lock();
         s.users.insert(user.id, user.clone());
         s.user_order.push(user.id);
+        self.bus.send(event);
         Ok(())
     }
 
@@ -62,7 +66,7 @@ impl Store for MemoryStore {
         Ok(s.user_order.iter().take(limit).map(|id| s.users[id].clone()).collect())
     }
 
-    async fn insert_call(&self, call: &Call) -> StoreResult<NewCall> {
+    async fn insert_call(&self, call: &Call, event: &str) -> StoreResult<NewCall> {
         let mut s = self.lock();
         for id in [call.from_user_id, call.to_user_id] {
             if !s.users.contains_key(&id) {
@@ -73,6 +77,7 @@ impl Store for MemoryStore {
         s.call_order.push(call.id);
         s.room_names.insert(call.room_name, Owner::Call(call.id));
         let caller = s.users[&call.from_user_id].clone();
+        self.bus.send(event);
         Ok(NewCall::Stored { caller })
     }
 
@@ -86,7 +91,7 @@ impl Store for MemoryStore {
         Ok(newest_first.filter(|c| filter.matches(c)).take(limit).cloned().collect())
     }
 
-    async fn end_call(&self, id: CallId, at: Timestamp) -> StoreResult<EndCall> {
+    async fn end_call(&self, id: CallId, at: Timestamp, event: &str) -> StoreResult<EndCall> {
         let mut s = self.lock();
         let Some(call) = s.calls.get_mut(&id) else {
             return Ok(EndCall::NotFound);
@@ -96,14 +101,17 @@ impl Store for MemoryStore {
         }
         call.status = CallStatus::Ended;
         call.end_time = Some(at);
-        Ok(EndCall::Ended(call.clone()))
+        let ended = call.clone();
+        self.bus.send(event);
+        Ok(EndCall::Ended(ended))
     }
 
-    async fn insert_room(&self, room: &Room) -> StoreResult<()> {
+    async fn insert_room(&self, room: &Room, event: &str) -> StoreResult<()> {
         let mut s = self.lock();
         s.rooms.insert(room.id, room.clone());
         s.room_order.push(room.id);
         s.room_names.insert(room.room_name, Owner::Room(room.id));
+        self.bus.send(event);
         Ok(())
     }
 
@@ -116,7 +124,7 @@ impl Store for MemoryStore {
         Ok(s.room_order.iter().take(limit).map(|id| s.rooms[id].clone()).collect())
     }
 
-    async fn join_room(&self, room: RoomId, user: UserId) -> StoreResult<Join> {
+    async fn join_room(&self, room: RoomId, user: UserId, event: &str) -> StoreResult<Join> {
         let mut s = self.lock();
         let Some(joiner) = s.users.get(&user).cloned() else {
             return Ok(if s.rooms.contains_key(&room) { Join::NoUser } else { Join::NoRoom });
@@ -127,7 +135,9 @@ impl Store for MemoryStore {
         if !r.participants.contains(&user) {
             r.participants.push(user);
         }
-        Ok(Join::Joined { room: r.clone(), user: joiner })
+        let joined = Join::Joined { room: r.clone(), user: joiner };
+        self.bus.send(event);
+        Ok(joined)
     }
 
     async fn livekit_room(&self, name: RoomName) -> StoreResult<Option<LiveKitRoom>> {

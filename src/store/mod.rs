@@ -11,7 +11,7 @@ use crate::domain::{Call, CallFilter, CallId, LiveKitRoom, Room, RoomId, RoomNam
 use async_trait::async_trait;
 
 /// Every operation name Redis metrics are labelled with (a bounded set).
-pub const REDIS_OPS: [&str; 14] = [
+pub const REDIS_OPS: [&str; 13] = [
     "insert_user",
     "get_user",
     "list_users",
@@ -25,7 +25,6 @@ pub const REDIS_OPS: [&str; 14] = [
     "join_room",
     "livekit_room",
     "ping",
-    "publish",
 ];
 
 /// The only failure callers branch on: the backing store could not be reached in time.
@@ -69,27 +68,32 @@ pub enum NewCall {
 
 /// Storage of the contract's resources. Every method is atomic with respect to other
 /// replicas sharing the same backing store.
+///
+/// A method that changes something takes the change's encoded `event` and publishes it on
+/// the event bus in the same atomic step, only if the change is made: a change is never
+/// stored without its event, nor an event sent without its change, whatever happens to
+/// the request afterwards (cancelled, timed out, the replica killed).
 #[async_trait]
 pub trait Store: Send + Sync {
-    async fn insert_user(&self, user: &User) -> StoreResult<()>;
+    async fn insert_user(&self, user: &User, event: &str) -> StoreResult<()>;
     async fn user(&self, id: UserId) -> StoreResult<Option<User>>;
     /// Oldest first.
     async fn users(&self, limit: usize) -> StoreResult<Vec<User>>;
 
     /// Stores the call only if both users exist.
-    async fn insert_call(&self, call: &Call) -> StoreResult<NewCall>;
+    async fn insert_call(&self, call: &Call, event: &str) -> StoreResult<NewCall>;
     async fn call(&self, id: CallId) -> StoreResult<Option<Call>>;
     /// Newest first.
     async fn calls(&self, filter: CallFilter, limit: usize) -> StoreResult<Vec<Call>>;
     /// Ends the call unless it has ended already: exactly one caller ever sees `Ended`.
-    async fn end_call(&self, id: CallId, at: Timestamp) -> StoreResult<EndCall>;
+    async fn end_call(&self, id: CallId, at: Timestamp, event: &str) -> StoreResult<EndCall>;
 
-    async fn insert_room(&self, room: &Room) -> StoreResult<()>;
+    async fn insert_room(&self, room: &Room, event: &str) -> StoreResult<()>;
     async fn room(&self, id: RoomId) -> StoreResult<Option<Room>>;
     /// Oldest first.
     async fn rooms(&self, limit: usize) -> StoreResult<Vec<Room>>;
     /// Adds the user to the participants once, if room and user exist.
-    async fn join_room(&self, room: RoomId, user: UserId) -> StoreResult<Join>;
+    async fn join_room(&self, room: RoomId, user: UserId, event: &str) -> StoreResult<Join>;
 
     /// The call or room that owns a LiveKit room name.
     async fn livekit_room(&self, name: RoomName) -> StoreResult<Option<LiveKitRoom>>;

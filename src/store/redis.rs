@@ -43,6 +43,8 @@ pub struct RedisStore {
     /// Fail fast while disconnected, bounded wait otherwise, never replay a write.
     options: Options,
     prefix: String,
+    /// The Cluster slot of `prefix`, where every key and script of the deployment lives.
+    slot: u16,
     scripts: Scripts,
 }
 
@@ -59,7 +61,8 @@ impl RedisStore {
             room: Lua::new(include_str!("lua/room.lua")),
             livekit_room: Lua::new(include_str!("lua/livekit_room.lua")),
         };
-        Self { client, options, prefix, scripts }
+        let slot = fred::util::redis_keyslot(prefix.as_bytes());
+        Self { client, options, prefix, slot, scripts }
     }
 
     /// Runs one Redis round trip, recording its latency and failure under `op`.
@@ -71,19 +74,21 @@ impl RedisStore {
         result.map_err(|e| Unavailable(format!("{op}: {e}")))
     }
 
-    /// Runs a script by hash, loading it when Redis does not know it yet. (fred's own
-    /// `evalsha` helpers bypass per-command options, hence `custom`.)
+    /// Runs a script by hash, with the prefix as its one declared key, on the node that owns
+    /// the prefix's slot; loads it there when that node does not know it yet (first use, a
+    /// restart, a failover). (fred's own `evalsha` helpers bypass per-command options,
+    /// hence `custom`.)
     async fn eval(&self, op: &'static str, lua: &Lua, args: Vec<String>) -> StoreResult<Value> {
         let client = self.client.with_options(&self.options);
         let mut full = Vec::with_capacity(args.len() + 3);
-        full.extend([lua.script.sha1().to_string(), "0".to_owned(), self.prefix.clone()]);
+        full.extend([lua.script.sha1().to_string(), "1".to_owned(), self.prefix.clone()]);
         full.extend(args);
-        let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
+        let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::Custom(self.slot), false);
         self.timed(op, async {
             match client.custom::<Value, _>(evalsha.clone(), full.clone()).await {
                 Err(e) if e.details().starts_with("NOSCRIPT") => {
                     let source = lua.script.lua().map(|s| s.to_string()).unwrap_or_default();
-                    let load = CustomCommand::new_static("SCRIPT", ClusterHash::FirstKey, false);
+                    let load = CustomCommand::new_static("SCRIPT", ClusterHash::Custom(self.slot), false);
                     client.custom::<Value, _>(load, vec!["LOAD".to_owned(), source]).await?;
                     client.custom(evalsha, full).await
                 }
@@ -148,8 +153,8 @@ fn call_index(filter: CallFilter) -> String {
 
 #[async_trait]
 impl Store for RedisStore {
-    async fn insert_user(&self, user: &User) -> StoreResult<()> {
-        let args = vec![user.id.to_string(), json(user), user.created_at.millis().to_string()];
+    async fn insert_user(&self, user: &User, event: &str) -> StoreResult<()> {
+        let args = vec![user.id.to_string(), json(user), user.created_at.millis().to_string(), event.to_owned()];
         self.eval("insert_user", &self.scripts.insert_user, args).await.map(drop)
     }
 
@@ -162,7 +167,7 @@ impl Store for RedisStore {
         reply.into_iter().filter(|v| !v.is_null()).map(|v| parse(&text(v)?)).collect()
     }
 
-    async fn insert_call(&self, call: &Call) -> StoreResult<NewCall> {
+    async fn insert_call(&self, call: &Call, event: &str) -> StoreResult<NewCall> {
         let args = vec![
             call.id.to_string(),
             call.from_user_id.to_string(),
@@ -170,6 +175,7 @@ impl Store for RedisStore {
             call.room_name.to_string(),
             json(call),
             call.start_time.millis().to_string(),
+            event.to_owned(),
         ];
         let (tag, mut rest) = tagged(self.eval("insert_call", &self.scripts.insert_call, args).await?)?;
         let value = text(next(&mut rest))?;
@@ -190,9 +196,10 @@ impl Store for RedisStore {
         reply.into_iter().filter(|v| !v.is_null()).map(|v| parse(&text(v)?)).collect()
     }
 
-    async fn end_call(&self, id: CallId, at: Timestamp) -> StoreResult<EndCall> {
+    async fn end_call(&self, id: CallId, at: Timestamp, event: &str) -> StoreResult<EndCall> {
         let at = json(&at).trim_matches('"').to_owned();
-        let reply = self.eval("end_call", &self.scripts.end_call, vec![id.to_string(), at]).await?;
+        let args = vec![id.to_string(), at, event.to_owned()];
+        let reply = self.eval("end_call", &self.scripts.end_call, args).await?;
         let (tag, mut rest) = tagged(reply)?;
         match tag.as_str() {
             "ended" => Ok(EndCall::Ended(parse(&text(next(&mut rest))?)?)),
@@ -201,9 +208,14 @@ impl Store for RedisStore {
         }
     }
 
-    async fn insert_room(&self, room: &Room) -> StoreResult<()> {
-        let args =
-            vec![room.id.to_string(), room.room_name.to_string(), json(room), room.created_at.millis().to_string()];
+    async fn insert_room(&self, room: &Room, event: &str) -> StoreResult<()> {
+        let args = vec![
+            room.id.to_string(),
+            room.room_name.to_string(),
+            json(room),
+            room.created_at.millis().to_string(),
+            event.to_owned(),
+        ];
         self.eval("insert_room", &self.scripts.insert_room, args).await.map(drop)
     }
 
@@ -228,8 +240,8 @@ impl Store for RedisStore {
             .collect()
     }
 
-    async fn join_room(&self, room: RoomId, user: UserId) -> StoreResult<Join> {
-        let args = vec![room.to_string(), user.to_string()];
+    async fn join_room(&self, room: RoomId, user: UserId, event: &str) -> StoreResult<Join> {
+        let args = vec![room.to_string(), user.to_string(), event.to_owned()];
         let (tag, mut rest) = tagged(self.eval("join_room", &self.scripts.join_room, args).await?)?;
         match tag.as_str() {
             "ok" => {

@@ -11,7 +11,6 @@ const HTTP_DURATION: &str = "switchboard_http_request_duration_seconds";
 const HTTP_IN_FLIGHT: &str = "switchboard_http_requests_in_flight";
 const SOCKETS: &str = "switchboard_socketio_clients";
 const EVENTS_PUBLISHED: &str = "switchboard_events_published_total";
-const EVENTS_PUBLISH_FAILED: &str = "switchboard_events_publish_failures_total";
 const EVENTS_EMITTED: &str = "switchboard_events_emitted_total";
 const EVENTS_DROPPED: &str = "switchboard_events_dropped_total";
 const RELAY_DELAY: &str = "switchboard_relay_delay_seconds";
@@ -67,8 +66,7 @@ fn describe() {
     describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request duration, by method, route template and status");
     describe_gauge!(HTTP_IN_FLIGHT, "HTTP requests being served now");
     describe_gauge!(SOCKETS, "Socket.IO clients connected to this replica, by current transport");
-    describe_counter!(EVENTS_PUBLISHED, "Events this replica published on the bus, by event name");
-    describe_counter!(EVENTS_PUBLISH_FAILED, "Events whose change was stored but whose publish failed");
+    describe_counter!(EVENTS_PUBLISHED, "Events this replica published with their change, by event name");
     describe_counter!(EVENTS_EMITTED, "Events this replica emitted to its local sockets, by event name");
     describe_counter!(EVENTS_DROPPED, "Events lost because this replica's relay fell behind the bus");
     describe_histogram!(RELAY_DELAY, Unit::Seconds, "Time from publish on any replica to emit on this one");
@@ -90,7 +88,6 @@ fn describe() {
 fn zero() {
     for event in crate::domain::Event::NAMES {
         counter!(EVENTS_PUBLISHED, "event" => event).absolute(0);
-        counter!(EVENTS_PUBLISH_FAILED, "event" => event).absolute(0);
         counter!(EVENTS_EMITTED, "event" => event).absolute(0);
     }
     for op in crate::store::REDIS_OPS {
@@ -121,10 +118,6 @@ pub fn socket_clients(polling: usize, websocket: usize) {
 
 pub fn event_published(event: &'static str) {
     counter!(EVENTS_PUBLISHED, "event" => event).increment(1);
-}
-
-pub fn event_publish_failed(event: &'static str) {
-    counter!(EVENTS_PUBLISH_FAILED, "event" => event).increment(1);
 }
 
 /// `event` comes from the bus; only the contract's names are used as labels.

@@ -1,4 +1,5 @@
--- ARGV: prefix, id, document, score (createdAt in ms)
-redis.call('SET', p .. 'user:' .. ARGV[2], ARGV[3])
-redis.call('ZADD', p .. 'users', ARGV[4], ARGV[2])
+-- ARGV: id, document, score (createdAt in ms), event
+redis.call('SET', p .. 'user:' .. ARGV[1], ARGV[2])
+redis.call('ZADD', p .. 'users', ARGV[3], ARGV[1])
+emit(ARGV[4])
 return 1

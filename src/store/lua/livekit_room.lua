@@ -1,5 +1,5 @@
--- ARGV: prefix, roomName. Returns {'call', doc}, {'room', doc, participants} or nil.
-local owner = redis.call('GET', p .. 'roomname:' .. ARGV[2])
+-- ARGV: roomName. Returns {'call', doc}, {'room', doc, participants} or nil.
+local owner = redis.call('GET', p .. 'roomname:' .. ARGV[1])
 if not owner then return nil end
 local kind, id = owner:match('^(%a+):(.+)$')
 if kind == 'call' then return {'call', redis.call('GET', p .. 'call:' .. id)} end

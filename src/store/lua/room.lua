@@ -1,2 +1,2 @@
--- ARGV: prefix, roomId. Returns {doc, participants} or nil.
-return room_entry(ARGV[2])
+-- ARGV: roomId. Returns {doc, participants} or nil.
+return room_entry(ARGV[1])
