@@ -1,6 +1,7 @@
 //! Problem documents (RFC 9457): the one place where failures become status codes.
 
 use crate::service;
+use crate::store::Unavailable;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -20,6 +21,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub detail: String,
     pub errors: Vec<FieldError>,
+    /// Seconds after which a retry may succeed (`Retry-After`).
+    pub retry_after: Option<u32>,
 }
 
 /// An RFC 9457 problem document.
@@ -43,7 +46,7 @@ pub(super) struct Problem<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), errors: Vec::new() }
+        Self { status, code, detail: detail.into(), errors: Vec::new(), retry_after: None }
     }
 
     pub fn invalid(errors: Vec<FieldError>) -> Self {
@@ -74,7 +77,11 @@ impl IntoResponse for ApiError {
             errors: &self.errors,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
-        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+        let mut response = (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -95,11 +102,17 @@ impl From<service::Error> for ApiError {
             E::Unavailable(cause) => {
                 // Logged here, once, at the boundary that turns it into a response.
                 tracing::warn!(error = %cause, "store unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "the store is unreachable; nothing was changed",
-                )
+                let (code, detail) = match cause {
+                    Unavailable::Unreachable(_) => {
+                        ("store_unavailable", "the store is unreachable; nothing was changed")
+                    }
+                    Unavailable::Unconfirmed(_) => (
+                        "outcome_unknown",
+                        "the store did not confirm the change in time: it may have been made, and then \
+                         announced; read the resource before retrying",
+                    ),
+                };
+                Self { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail) }
             }
             E::Signing(cause) => {
                 tracing::error!(error = %cause, "token signing failed");
@@ -113,7 +126,6 @@ impl From<service::Error> for ApiError {
 mod tests {
     use super::*;
     use crate::domain::{CallId, RoomName, UserId};
-    use crate::store::Unavailable;
 
     #[test]
     fn the_error_table_matches_the_contract() {
@@ -124,7 +136,8 @@ mod tests {
             (service::Error::CallEnded(CallId::new()), 409, "call_ended"),
             (service::Error::NotAParticipant { user: UserId::new(), room: RoomName::new() }, 403, "not_a_participant"),
             (service::Error::SelfCall, 422, "validation_failed"),
-            (service::Error::Unavailable(Unavailable("down".into())), 503, "store_unavailable"),
+            (service::Error::Unavailable(Unavailable::Unreachable("down".into())), 503, "store_unavailable"),
+            (service::Error::Unavailable(Unavailable::Unconfirmed("timeout".into())), 503, "outcome_unknown"),
         ];
         for (error, status, code) in cases {
             let api = ApiError::from(error);

@@ -6,6 +6,7 @@ use super::error::Problem;
 use super::{calls, livekit, ops, rooms, users};
 use std::collections::BTreeMap;
 use utoipa::OpenApi;
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::{
     AllOfBuilder, ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Schema, Type,
 };
@@ -46,7 +47,8 @@ pub fn json() -> String {
     document().to_pretty_json().unwrap_or_default()
 }
 
-/// Problem responses: for each status, a `Problem` whose `code` is one of `codes`.
+/// Problem responses: for each status, a `Problem` whose `code` is one of `codes`. A 503
+/// carries `Retry-After`; with `outcome_unknown` the change may have been made.
 fn problems(table: &[(u16, &[&str])]) -> BTreeMap<String, RefOr<Response>> {
     table
         .iter()
@@ -56,11 +58,15 @@ fn problems(table: &[(u16, &[&str])]) -> BTreeMap<String, RefOr<Response>> {
                 .item(Ref::from_schema_name("Problem"))
                 .item(ObjectBuilder::new().property("code", code));
             let reason = axum::http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason());
-            let response = ResponseBuilder::new()
+            let mut response = ResponseBuilder::new()
                 .description(reason.unwrap_or("Error"))
-                .content("application/problem+json", ContentBuilder::new().schema(Some(Schema::from(schema))).build())
-                .build();
-            (status.to_string(), RefOr::T(response))
+                .content("application/problem+json", ContentBuilder::new().schema(Some(Schema::from(schema))).build());
+            if status == 503 {
+                let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0));
+                let header = HeaderBuilder::new().schema(seconds).description(Some("Seconds to wait before retrying"));
+                response = response.header("Retry-After", header.build());
+            }
+            (status.to_string(), RefOr::T(response.build()))
         })
         .collect()
 }
@@ -83,7 +89,7 @@ problem_set! {
     /// A JSON body that is read and validated, then stored.
     BodyProblems {
         400 => ["invalid_json"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
-        422 => ["validation_failed"], 503 => ["store_unavailable"],
+        422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
     }
     /// A list with `?limit=`.
     ListProblems { 422 => ["validation_failed"], 503 => ["store_unavailable"] }
@@ -92,16 +98,16 @@ problem_set! {
     RoomProblems { 404 => ["room_not_found"], 503 => ["store_unavailable"] }
     StartCallProblems {
         400 => ["invalid_json"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
-        404 => ["user_not_found"], 422 => ["validation_failed"], 503 => ["store_unavailable"],
+        404 => ["user_not_found"], 422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
     }
     /// The body is optional and not read.
     EndCallProblems {
         400 => ["invalid_json"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
-        404 => ["call_not_found"], 503 => ["store_unavailable"],
+        404 => ["call_not_found"], 503 => ["store_unavailable", "outcome_unknown"],
     }
     JoinProblems {
         400 => ["invalid_json"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
-        404 => ["room_not_found", "user_not_found"], 422 => ["validation_failed"], 503 => ["store_unavailable"],
+        404 => ["room_not_found", "user_not_found"], 422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
     }
     TokenProblems {
         400 => ["invalid_json"], 403 => ["not_a_participant"], 404 => ["room_not_found", "user_not_found"],

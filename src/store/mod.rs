@@ -27,11 +27,18 @@ pub const REDIS_OPS: [&str; 13] = [
     "ping",
 ];
 
-/// The only failure callers branch on: the backing store could not be reached in time.
-/// Nothing was written (or the write's outcome is unknown and no event is sent).
+/// The only failure callers branch on: the store could not do or confirm an operation.
 #[derive(Debug, thiserror::Error)]
-#[error("store unavailable: {0}")]
-pub struct Unavailable(pub String);
+pub enum Unavailable {
+    /// Nothing was written: the store was unreachable before the command left, or the
+    /// operation only reads.
+    #[error("store unavailable: {0}")]
+    Unreachable(String),
+    /// A write left but was not confirmed (timed out, or the connection dropped): it may
+    /// have been applied, together with its event.
+    #[error("store did not confirm a write: {0}")]
+    Unconfirmed(String),
+}
 
 pub type StoreResult<T> = Result<T, Unavailable>;
 

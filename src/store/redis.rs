@@ -26,6 +26,13 @@ impl Lua {
     }
 }
 
+/// Whether an operation changes anything: a failed write may have been applied.
+#[derive(Clone, Copy)]
+enum Access {
+    Read,
+    Write,
+}
+
 struct Scripts {
     insert_user: Lua,
     insert_call: Lua,
@@ -65,26 +72,37 @@ impl RedisStore {
         Self { client, options, prefix, slot, scripts }
     }
 
-    /// Runs one Redis round trip, recording its latency and failure under `op`.
-    async fn timed<T>(&self, op: &'static str, fut: impl Future<Output = FredResult<T>>) -> StoreResult<T> {
+    /// Runs one Redis round trip, recording its latency and failure under `op`. A failed
+    /// write is `Unconfirmed` unless the client was already disconnected when it was sent
+    /// (commands fail fast then, before anything leaves).
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        access: Access,
+        fut: impl Future<Output = FredResult<T>>,
+    ) -> StoreResult<T> {
+        let sent_connected = self.client.state() == ClientState::Connected;
         let started = Instant::now();
         let span = tracing::info_span!("redis", otel.name = op, otel.kind = "client", db.system.name = "redis");
         let result = fut.instrument(span).await;
         metrics::redis_command(op, started.elapsed(), result.is_ok());
-        result.map_err(|e| Unavailable(format!("{op}: {e}")))
+        result.map_err(|e| match access {
+            Access::Write if sent_connected => Unavailable::Unconfirmed(format!("{op}: {e}")),
+            _ => Unavailable::Unreachable(format!("{op}: {e}")),
+        })
     }
 
     /// Runs a script by hash, with the prefix as its one declared key, on the node that owns
     /// the prefix's slot; loads it there when that node does not know it yet (first use, a
     /// restart, a failover). (fred's own `evalsha` helpers bypass per-command options,
     /// hence `custom`.)
-    async fn eval(&self, op: &'static str, lua: &Lua, args: Vec<String>) -> StoreResult<Value> {
+    async fn eval(&self, op: &'static str, access: Access, lua: &Lua, args: Vec<String>) -> StoreResult<Value> {
         let client = self.client.with_options(&self.options);
         let mut full = Vec::with_capacity(args.len() + 3);
         full.extend([lua.script.sha1().to_string(), "1".to_owned(), self.prefix.clone()]);
         full.extend(args);
         let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::Custom(self.slot), false);
-        self.timed(op, async {
+        self.timed(op, access, async {
             match client.custom::<Value, _>(evalsha.clone(), full.clone()).await {
                 Err(e) if e.details().starts_with("NOSCRIPT") => {
                     let source = lua.script.lua().map(|s| s.to_string()).unwrap_or_default();
@@ -100,17 +118,17 @@ impl RedisStore {
 
     async fn get_doc<T: DeserializeOwned>(&self, op: &'static str, key: String) -> StoreResult<Option<T>> {
         let client = self.client.with_options(&self.options);
-        let raw: Option<String> = self.timed(op, client.get(key)).await?;
+        let raw: Option<String> = self.timed(op, Access::Read, client.get(key)).await?;
         raw.map(|s| parse(&s)).transpose()
     }
 }
 
 fn parse<T: DeserializeOwned>(doc: &str) -> StoreResult<T> {
-    serde_json::from_str(doc).map_err(|e| Unavailable(format!("corrupt document: {e}")))
+    serde_json::from_str(doc).map_err(|e| Unavailable::Unreachable(format!("corrupt document: {e}")))
 }
 
 fn text(v: Value) -> StoreResult<String> {
-    v.into_string().ok_or_else(|| Unavailable("unexpected reply from Redis".into()))
+    v.into_string().ok_or_else(|| Unavailable::Unreachable("unexpected reply from Redis".into()))
 }
 
 /// Reads `{doc, participants}` as a script returns it.
@@ -119,7 +137,9 @@ fn room_entry(doc: Value, participants: Value) -> StoreResult<Room> {
     room.participants = participants
         .into_array()
         .into_iter()
-        .map(|v| text(v).and_then(|s| UserId::parse(&s).ok_or_else(|| Unavailable("bad participant".into()))))
+        .map(|v| {
+            text(v).and_then(|s| UserId::parse(&s).ok_or_else(|| Unavailable::Unreachable("bad participant".into())))
+        })
         .collect::<StoreResult<_>>()?;
     Ok(room)
 }
@@ -155,7 +175,7 @@ fn call_index(filter: CallFilter) -> String {
 impl Store for RedisStore {
     async fn insert_user(&self, user: &User, event: &str) -> StoreResult<()> {
         let args = vec![user.id.to_string(), json(user), user.created_at.millis().to_string(), event.to_owned()];
-        self.eval("insert_user", &self.scripts.insert_user, args).await.map(drop)
+        self.eval("insert_user", Access::Write, &self.scripts.insert_user, args).await.map(drop)
     }
 
     async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
@@ -177,12 +197,12 @@ impl Store for RedisStore {
             call.start_time.millis().to_string(),
             event.to_owned(),
         ];
-        let (tag, mut rest) = tagged(self.eval("insert_call", &self.scripts.insert_call, args).await?)?;
+        let (tag, mut rest) = tagged(self.eval("insert_call", Access::Write, &self.scripts.insert_call, args).await?)?;
         let value = text(next(&mut rest))?;
         if tag == "ok" {
             Ok(NewCall::Stored { caller: parse(&value)? })
         } else {
-            let missing = UserId::parse(&value).ok_or_else(|| Unavailable("bad user id".into()))?;
+            let missing = UserId::parse(&value).ok_or_else(|| Unavailable::Unreachable("bad user id".into()))?;
             Ok(NewCall::NoUser(missing))
         }
     }
@@ -199,7 +219,7 @@ impl Store for RedisStore {
     async fn end_call(&self, id: CallId, at: Timestamp, event: &str) -> StoreResult<EndCall> {
         let at = json(&at).trim_matches('"').to_owned();
         let args = vec![id.to_string(), at, event.to_owned()];
-        let reply = self.eval("end_call", &self.scripts.end_call, args).await?;
+        let reply = self.eval("end_call", Access::Write, &self.scripts.end_call, args).await?;
         let (tag, mut rest) = tagged(reply)?;
         match tag.as_str() {
             "ended" => Ok(EndCall::Ended(parse(&text(next(&mut rest))?)?)),
@@ -216,11 +236,11 @@ impl Store for RedisStore {
             room.created_at.millis().to_string(),
             event.to_owned(),
         ];
-        self.eval("insert_room", &self.scripts.insert_room, args).await.map(drop)
+        self.eval("insert_room", Access::Write, &self.scripts.insert_room, args).await.map(drop)
     }
 
     async fn room(&self, id: RoomId) -> StoreResult<Option<Room>> {
-        let reply = self.eval("get_room", &self.scripts.room, vec![id.to_string()]).await?;
+        let reply = self.eval("get_room", Access::Read, &self.scripts.room, vec![id.to_string()]).await?;
         if reply.is_null() {
             return Ok(None);
         }
@@ -242,7 +262,7 @@ impl Store for RedisStore {
 
     async fn join_room(&self, room: RoomId, user: UserId, event: &str) -> StoreResult<Join> {
         let args = vec![room.to_string(), user.to_string(), event.to_owned()];
-        let (tag, mut rest) = tagged(self.eval("join_room", &self.scripts.join_room, args).await?)?;
+        let (tag, mut rest) = tagged(self.eval("join_room", Access::Write, &self.scripts.join_room, args).await?)?;
         match tag.as_str() {
             "ok" => {
                 let user = parse(&text(next(&mut rest))?)?;
@@ -255,7 +275,7 @@ impl Store for RedisStore {
     }
 
     async fn livekit_room(&self, name: RoomName) -> StoreResult<Option<LiveKitRoom>> {
-        let reply = self.eval("livekit_room", &self.scripts.livekit_room, vec![name.to_string()]).await?;
+        let reply = self.eval("livekit_room", Access::Read, &self.scripts.livekit_room, vec![name.to_string()]).await?;
         if reply.is_null() {
             return Ok(None);
         }
@@ -268,10 +288,10 @@ impl Store for RedisStore {
 
     async fn ping(&self) -> StoreResult<()> {
         if self.client.state() != ClientState::Connected {
-            return Err(Unavailable("not connected".into()));
+            return Err(Unavailable::Unreachable("not connected".into()));
         }
         let client = self.client.with_options(&self.options);
-        self.timed("ping", client.ping::<()>(None)).await
+        self.timed("ping", Access::Read, client.ping::<()>(None)).await
     }
 }
 
@@ -285,6 +305,6 @@ impl RedisStore {
         kind: &str,
     ) -> StoreResult<Vec<Value>> {
         let args = vec![index.to_owned(), limit.to_string(), order.to_owned(), kind.to_owned()];
-        Ok(self.eval(op, &self.scripts.list, args).await?.into_array())
+        Ok(self.eval(op, Access::Read, &self.scripts.list, args).await?.into_array())
     }
 }

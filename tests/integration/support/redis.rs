@@ -38,6 +38,15 @@ impl RedisServer {
         }
     }
 
+    /// Freezes (`true`) or resumes the server: connections stay open but nothing is
+    /// answered meanwhile, as with a stalled primary.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([signal, &pid]).status().expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Kills the server at once, as a crash or a network cut would look to the replicas.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
