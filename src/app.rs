@@ -13,8 +13,11 @@ use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
 use fred::clients::SubscriberClient;
 use fred::prelude::{Builder, Client, ClientLike, ReconnectPolicy};
-use fred::types::config::Options;
+use fred::types::config::{Options, TlsConnector};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use socketioxide::SocketIo;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -27,6 +30,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 pub enum StartError {
     #[error("invalid REDIS_URL: {0}")]
     RedisUrl(String),
+    #[error("Redis TLS: {0}")]
+    RedisTls(String),
     #[error("invalid CORS origin {0:?}")]
     CorsOrigin(String),
     #[error("cannot serve: {0}")]
@@ -50,7 +55,7 @@ impl App {
                 (Arc::new(MemoryStore::new(bus.clone())), Arc::new(bus), None)
             }
             Some(url) => {
-                let (client, subscriber) = redis_clients(url, cfg.redis_timeout)?;
+                let (client, subscriber) = redis_clients(url, cfg.redis_tls_ca_file.as_deref(), cfg.redis_timeout)?;
                 let prefix = cfg.redis_prefix();
                 let store = RedisStore::new(client.clone(), command_options(cfg.redis_timeout), prefix.clone());
                 let bus = RedisBus::new(subscriber.clone(), format!("{prefix}events"));
@@ -99,9 +104,23 @@ impl App {
 
 /// Builds (and starts connecting) the data and subscriber clients. They retry forever, so a
 /// replica started before Redis becomes ready by itself once Redis is up.
-fn redis_clients(url: &str, timeout: Duration) -> Result<(Client, SubscriberClient), StartError> {
+fn redis_clients(
+    url: &str,
+    ca_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<(Client, SubscriberClient), StartError> {
     let mut config = fred::prelude::Config::from_url(url).map_err(|e| StartError::RedisUrl(e.details().to_string()))?;
     config.fail_fast = false;
+    if config.tls.is_some() {
+        let roots = tls_roots(ca_file).map_err(StartError::RedisTls)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| StartError::RedisTls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.tls = Some(TlsConnector::from(tls).into());
+    }
     let mut builder = Builder::from_config(config);
     builder
         .with_connection_config(|c| {
@@ -123,6 +142,23 @@ fn redis_clients(url: &str, timeout: Duration) -> Result<(Client, SubscriberClie
     client.connect();
     subscriber.connect();
     Ok((client, subscriber))
+}
+
+/// The roots that verify the Redis server's certificate: the CAs of `ca_file` (PEM), or
+/// the system's. Explicit, so that the ring provider is used whatever else is compiled in.
+pub fn tls_roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = match ca_file {
+        Some(path) => CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("cannot read certificates from {}: {e}", path.display()))?,
+        None => rustls_native_certs::load_native_certs().certs,
+    };
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err("no usable CA certificate".into());
+    }
+    Ok(roots)
 }
 
 /// Every store and bus command: fail at once while disconnected, wait at most `timeout`.

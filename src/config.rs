@@ -21,9 +21,17 @@ pub struct Config {
     pub host: IpAddr,
 
     /// Unset: embedded in-memory store (one replica, nothing persisted). Set: a stateless
-    /// replica of a cluster sharing this Redis (redis://[:password@]host:port[/db]).
+    /// replica of a cluster sharing this Redis: redis://[[user]:password@]host:port[/db];
+    /// rediss:// for TLS; redis-cluster://host:port?node=host2:port2 for a Redis Cluster;
+    /// redis-sentinel://sentinel:port?node=sentinel2:port2&sentinelServiceName=NAME for a
+    /// Sentinel-managed primary (rediss-cluster://, rediss-sentinel:// with TLS).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+
+    /// PEM file of the certificate authorities that sign the Redis server's certificate
+    /// (rediss:// URLs); unset: the system's trusted roots.
+    #[arg(long, env = "REDIS_TLS_CA_FILE")]
+    pub redis_tls_ca_file: Option<std::path::PathBuf>,
 
     /// Prefix of every Redis key and of the event channel: two deployments may share a Redis.
     #[arg(long, env = "REDIS_NAMESPACE", default_value = "switchboard")]
@@ -121,11 +129,13 @@ impl Config {
             if !is_url(url, &schemes) || fred::prelude::Config::from_url(url).is_err() {
                 return fail(
                     "REDIS_URL (--redis-url)",
-                    "must be a redis://host:port URL (or redis-cluster, redis-sentinel)",
+                    "must be a redis://host:port URL (or rediss, redis-cluster, redis-sentinel)",
                 );
             }
-            if url.starts_with("rediss") {
-                return fail("REDIS_URL (--redis-url)", "TLS (rediss://) is not supported by this build");
+        }
+        if let Some(path) = &self.redis_tls_ca_file {
+            if let Err(reason) = crate::app::tls_roots(Some(path)) {
+                return fail("REDIS_TLS_CA_FILE (--redis-tls-ca-file)", &reason);
             }
         }
         if self.redis_namespace.is_empty() || self.redis_namespace.contains(['{', '}']) {
@@ -157,6 +167,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("addr", &self.addr())
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_tls_ca_file", &self.redis_tls_ca_file)
             .field("redis_namespace", &self.redis_namespace)
             .field("redis_timeout", &self.redis_timeout)
             .field("livekit_url", &self.livekit_url)
@@ -246,7 +257,7 @@ mod tests {
     #[test]
     fn settings_that_cannot_work_are_named() {
         let cases: [(&[&str], &str); 10] = [
-            (&["--redis-url", "rediss://db:6380"], "REDIS_URL"),
+            (&["--redis-tls-ca-file", "/nonexistent/ca.pem"], "REDIS_TLS_CA_FILE"),
             (&["--livekit-api-key", ""], "LIVEKIT_API_KEY"),
             (&["--livekit-api-secret", " "], "LIVEKIT_API_SECRET"),
             (&["--livekit-url", "localhost:7880"], "LIVEKIT_URL"),

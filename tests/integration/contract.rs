@@ -1,7 +1,8 @@
-//! The contract suite: every endpoint, error and event of the API, run once against the
-//! embedded store and once against Redis, so the two cannot drift.
+//! The contract suite: every endpoint, error and event of the API, run against the
+//! embedded store and against Redis in every shape operators run it (standalone, Cluster,
+//! Sentinel, TLS), so that none can drift.
 
-use crate::support::{Api, Mode, RedisServer, SioClient, TestApp};
+use crate::support::{Api, Mode, RedisServer, Shape, SioClient, TestApp};
 use livekit_api::access_token::TokenVerifier;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -14,13 +15,27 @@ struct Fixture {
     _redis: Option<RedisServer>,
 }
 
+/// Where a fixture keeps its state.
+enum Backend {
+    Memory,
+    /// A standalone `redis-server` of the test's own.
+    Redis,
+    /// A shared deployment of this shape, under a namespace of the test's own.
+    Shaped(Shape),
+}
+
 impl Fixture {
-    async fn new(redis: bool) -> Self {
-        let (app, redis) = if redis {
-            let server = RedisServer::start();
-            (TestApp::redis(&server, "contract").await, Some(server))
-        } else {
-            (TestApp::memory().await, None)
+    async fn new(backend: Backend) -> Self {
+        let (app, redis) = match backend {
+            Backend::Memory => (TestApp::memory().await, None),
+            Backend::Redis => {
+                let server = RedisServer::start();
+                (TestApp::redis(&server, "contract").await, Some(server))
+            }
+            Backend::Shaped(shape) => {
+                let namespace = format!("contract-{}", uuid::Uuid::new_v4());
+                (TestApp::on_shape(shape, &namespace).await, None)
+            }
         };
         let sio = SioClient::connect(&app.base, Mode::Websocket).await;
         Self { api: app.api.clone(), sio, _app: app, _redis: redis }
@@ -399,19 +414,23 @@ async fn operations_endpoints_and_cors_answer(f: Fixture) {
     assert_problem(status, &body, 405, "method_not_allowed");
 }
 
-/// Runs each contract test against both stores.
-macro_rules! on_both_stores {
+/// Runs each contract test against every store.
+macro_rules! on_every_store {
     ($($test:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test] async fn $test() { super::$test(super::Fixture::new(false).await).await })*
-        }
-        mod redis {
-            $(#[tokio::test] async fn $test() { super::$test(super::Fixture::new(true).await).await })*
+        on_every_store!(@on memory, super::Backend::Memory; $($test),*);
+        on_every_store!(@on redis, super::Backend::Redis; $($test),*);
+        on_every_store!(@on redis_cluster, super::Backend::Shaped(super::Shape::Cluster); $($test),*);
+        on_every_store!(@on redis_sentinel, super::Backend::Shaped(super::Shape::Sentinel); $($test),*);
+        on_every_store!(@on redis_tls, super::Backend::Shaped(super::Shape::Tls); $($test),*);
+    };
+    (@on $module:ident, $backend:expr; $($test:ident),*) => {
+        mod $module {
+            $(#[tokio::test] async fn $test() { super::$test(super::Fixture::new($backend).await).await })*
         }
     };
 }
 
-on_both_stores!(
+on_every_store!(
     registering_a_user_returns_and_announces_it,
     invalid_names_are_refused_and_change_nothing,
     bodies_are_checked_before_anything_runs,

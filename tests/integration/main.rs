@@ -4,6 +4,7 @@ mod atomic_events;
 mod binary;
 mod cluster;
 mod contract;
+mod failover;
 mod local_cluster;
 mod outage;
 mod support;

@@ -1,6 +1,6 @@
 //! Replicas of the real app, in process on loopback port 0, and an HTTP client for them.
 
-use super::{RedisServer, eventually};
+use super::{RedisServer, Shape, eventually};
 use clap::Parser;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -31,7 +31,23 @@ impl TestApp {
         Self::spawn(Some(redis.url()), namespace).await
     }
 
+    /// A replica on the Redis deployment of `shape`, under `namespace`.
+    pub async fn on_shape(shape: Shape, namespace: &str) -> Self {
+        Self::on_url(shape.url(), namespace).await
+    }
+
     async fn spawn(redis_url: Option<String>, namespace: &str) -> Self {
+        Self::spawn_with(redis_url, None, namespace).await
+    }
+
+    /// A replica on the Redis at `redis_url` (a deployment of [`Shapes::private`]).
+    ///
+    /// [`Shapes::private`]: super::Shapes::private
+    pub async fn on_url(redis_url: (String, Option<String>), namespace: &str) -> Self {
+        Self::spawn_with(Some(redis_url.0), redis_url.1, namespace).await
+    }
+
+    async fn spawn_with(redis_url: Option<String>, ca_file: Option<String>, namespace: &str) -> Self {
         let ttl = TOKEN_TTL_S.to_string();
         let mut cfg = Config::try_parse_from([
             "switchboard",
@@ -53,6 +69,7 @@ impl TestApp {
         .expect("valid flags");
         // The environment must not switch a memory test to Redis.
         cfg.redis_url = redis_url;
+        cfg.redis_tls_ca_file = ca_file.map(Into::into);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = oneshot::channel::<()>();

@@ -4,10 +4,12 @@
 mod app;
 mod client;
 mod redis;
+mod shapes;
 
 pub use app::{API_KEY, API_SECRET, Api, TOKEN_TTL_S, TestApp, spawn_binary, wait_status};
 pub use client::{Mode, SioClient};
 pub use redis::RedisServer;
+pub use shapes::{Shape, Shapes};
 
 use std::time::Duration;
 
