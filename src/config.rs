@@ -133,10 +133,8 @@ impl Config {
                 );
             }
         }
-        if let Some(path) = &self.redis_tls_ca_file {
-            if let Err(reason) = crate::app::tls_roots(Some(path)) {
-                return fail("REDIS_TLS_CA_FILE (--redis-tls-ca-file)", &reason);
-            }
+        if let Some(Err(reason)) = self.redis_tls_ca_file.as_deref().map(|path| crate::app::tls_roots(Some(path))) {
+            return fail("REDIS_TLS_CA_FILE (--redis-tls-ca-file)", &reason);
         }
         if self.redis_namespace.is_empty() || self.redis_namespace.contains(['{', '}']) {
             return fail("REDIS_NAMESPACE (--redis-namespace)", "must be non-empty, without braces");
