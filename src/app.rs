@@ -7,7 +7,7 @@ use crate::http::{self, AppState};
 use crate::livekit::TokenIssuer;
 use crate::realtime;
 use crate::service::Service;
-use crate::store::{MemoryStore, RedisStore, Store};
+use crate::store::{MemoryStore, RedisStore, Store, WaitReplicas};
 use crate::telemetry::metrics;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
@@ -57,7 +57,9 @@ impl App {
             Some(url) => {
                 let (client, subscriber) = redis_clients(url, cfg.redis_tls_ca_file.as_deref(), cfg.redis_timeout)?;
                 let prefix = cfg.redis_prefix();
-                let store = RedisStore::new(client.clone(), command_options(cfg.redis_timeout), prefix.clone());
+                let wait = (cfg.redis_wait_replicas > 0)
+                    .then_some(WaitReplicas { replicas: cfg.redis_wait_replicas, timeout: cfg.redis_wait_timeout });
+                let store = RedisStore::new(client.clone(), command_options(cfg.redis_timeout), prefix.clone(), wait);
                 let bus = RedisBus::new(subscriber.clone(), format!("{prefix}events"));
                 (Arc::new(store), Arc::new(bus), Some((client, subscriber)))
             }

@@ -41,6 +41,15 @@ pub struct Config {
     #[arg(long = "redis-timeout-ms", env = "REDIS_TIMEOUT_MS", default_value = "2000", value_parser = millis)]
     pub redis_timeout: Duration,
 
+    /// After each write, wait until this many Redis replicas have it (Redis `WAIT`), so that
+    /// an acknowledged write survives the primary's failover; 0: do not wait.
+    #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+
+    /// Longest wait for REDIS_WAIT_REPLICAS, in milliseconds; the write stands either way.
+    #[arg(long = "redis-wait-timeout-ms", env = "REDIS_WAIT_TIMEOUT_MS", default_value = "100", value_parser = millis)]
+    pub redis_wait_timeout: Duration,
+
     /// The LiveKit server URL returned to clients as `url`.
     #[arg(long, env = "LIVEKIT_URL", default_value = "ws://localhost:7880")]
     pub livekit_url: String,
@@ -136,6 +145,9 @@ impl Config {
         if let Some(Err(reason)) = self.redis_tls_ca_file.as_deref().map(|path| crate::app::tls_roots(Some(path))) {
             return fail("REDIS_TLS_CA_FILE (--redis-tls-ca-file)", &reason);
         }
+        if self.redis_wait_replicas > 0 && self.redis_wait_timeout >= self.redis_timeout {
+            return fail("REDIS_WAIT_TIMEOUT_MS (--redis-wait-timeout-ms)", "must be shorter than REDIS_TIMEOUT_MS");
+        }
         if self.redis_namespace.is_empty() || self.redis_namespace.contains(['{', '}']) {
             return fail("REDIS_NAMESPACE (--redis-namespace)", "must be non-empty, without braces");
         }
@@ -168,6 +180,8 @@ impl fmt::Debug for Config {
             .field("redis_tls_ca_file", &self.redis_tls_ca_file)
             .field("redis_namespace", &self.redis_namespace)
             .field("redis_timeout", &self.redis_timeout)
+            .field("redis_wait_replicas", &self.redis_wait_replicas)
+            .field("redis_wait_timeout", &self.redis_wait_timeout)
             .field("livekit_url", &self.livekit_url)
             .field("livekit_api_key", &self.livekit_api_key)
             .field("livekit_api_secret", &"<redacted>")

@@ -5,13 +5,13 @@ mod memory;
 mod redis;
 
 pub use memory::MemoryStore;
-pub use redis::RedisStore;
+pub use redis::{RedisStore, WaitReplicas};
 
 use crate::domain::{Call, CallFilter, CallId, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId};
 use async_trait::async_trait;
 
 /// Every operation name Redis metrics are labelled with (a bounded set).
-pub const REDIS_OPS: [&str; 13] = [
+pub const REDIS_OPS: [&str; 14] = [
     "insert_user",
     "get_user",
     "list_users",
@@ -25,6 +25,7 @@ pub const REDIS_OPS: [&str; 13] = [
     "join_room",
     "livekit_room",
     "ping",
+    "wait",
 ];
 
 /// The only failure callers branch on: the store could not do or confirm an operation.

@@ -52,12 +52,23 @@ pub struct RedisStore {
     prefix: String,
     /// The Cluster slot of `prefix`, where every key and script of the deployment lives.
     slot: u16,
+    /// After each write, wait for this many Redis replicas to have it (`WAIT`).
+    wait: Option<WaitReplicas>,
     scripts: Scripts,
+}
+
+/// `WAIT numreplicas timeout` after each write: an acknowledged write then survives a
+/// failover to one of those replicas. Replication is asynchronous otherwise, and a primary
+/// killed right after a write can take it along.
+#[derive(Clone, Copy, Debug)]
+pub struct WaitReplicas {
+    pub replicas: u32,
+    pub timeout: std::time::Duration,
 }
 
 impl RedisStore {
     /// Wraps a connected (or connecting) client; `prefix` is `{namespace}:`.
-    pub fn new(client: Client, options: Options, prefix: String) -> Self {
+    pub fn new(client: Client, options: Options, prefix: String, wait: Option<WaitReplicas>) -> Self {
         let scripts = Scripts {
             insert_user: Lua::new(include_str!("lua/insert_user.lua")),
             insert_call: Lua::new(include_str!("lua/insert_call.lua")),
@@ -69,7 +80,7 @@ impl RedisStore {
             livekit_room: Lua::new(include_str!("lua/livekit_room.lua")),
         };
         let slot = fred::util::redis_keyslot(prefix.as_bytes());
-        Self { client, options, prefix, slot, scripts }
+        Self { client, options, prefix, slot, wait, scripts }
     }
 
     /// Runs one Redis round trip, recording its latency and failure under `op`. A failed
@@ -102,18 +113,38 @@ impl RedisStore {
         full.extend([lua.script.sha1().to_string(), "1".to_owned(), self.prefix.clone()]);
         full.extend(args);
         let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::Custom(self.slot), false);
-        self.timed(op, access, async {
-            match client.custom::<Value, _>(evalsha.clone(), full.clone()).await {
-                Err(e) if e.details().starts_with("NOSCRIPT") => {
-                    let source = lua.script.lua().map(|s| s.to_string()).unwrap_or_default();
-                    let load = CustomCommand::new_static("SCRIPT", ClusterHash::Custom(self.slot), false);
-                    client.custom::<Value, _>(load, vec!["LOAD".to_owned(), source]).await?;
-                    client.custom(evalsha, full).await
+        let reply = self
+            .timed(op, access, async {
+                match client.custom::<Value, _>(evalsha.clone(), full.clone()).await {
+                    Err(e) if e.details().starts_with("NOSCRIPT") => {
+                        let source = lua.script.lua().map(|s| s.to_string()).unwrap_or_default();
+                        let load = CustomCommand::new_static("SCRIPT", ClusterHash::Custom(self.slot), false);
+                        client.custom::<Value, _>(load, vec!["LOAD".to_owned(), source]).await?;
+                        client.custom(evalsha, full).await
+                    }
+                    other => other,
                 }
-                other => other,
-            }
-        })
-        .await
+            })
+            .await?;
+        if let (Access::Write, Some(wait)) = (access, self.wait) {
+            self.wait_for_replicas(wait).await;
+        }
+        Ok(reply)
+    }
+
+    /// Waits for replicas to acknowledge the writes sent so far on the connection to the
+    /// slot's primary. The write stands either way; a shortfall is counted and logged.
+    async fn wait_for_replicas(&self, wait: WaitReplicas) {
+        let client = self.client.with_options(&self.options);
+        let command = CustomCommand::new_static("WAIT", ClusterHash::Custom(self.slot), false);
+        let args = vec![wait.replicas.to_string(), wait.timeout.as_millis().to_string()];
+        let started = Instant::now();
+        let acked = client.custom::<i64, _>(command, args).await;
+        let enough = matches!(acked, Ok(n) if n >= i64::from(wait.replicas));
+        metrics::redis_command("wait", started.elapsed(), enough);
+        if !enough {
+            tracing::warn!(replicas = wait.replicas, acked = ?acked.ok(), "a write reached fewer Redis replicas than REDIS_WAIT_REPLICAS");
+        }
     }
 
     async fn get_doc<T: DeserializeOwned>(&self, op: &'static str, key: String) -> StoreResult<Option<T>> {

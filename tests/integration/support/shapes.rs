@@ -64,6 +64,15 @@ impl Shapes {
         }
     }
 
+    /// Freezes (`true`) or resumes one server of the set (`replica`, `cluster-1`, …): its
+    /// connections stay open but it does nothing meanwhile.
+    pub fn freeze(&self, server: &str, frozen: bool) {
+        let pid = std::fs::read_to_string(self.dir.join(format!("pids/{server}.pid"))).expect("a recorded pid");
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([signal, pid.trim()]).status().expect("kill runs");
+        assert!(status.success(), "kill {signal} {server}");
+    }
+
     /// Ports listed under `key` (space-separated).
     pub fn ports(&self, key: &str) -> Vec<u16> {
         self.env[key].split_whitespace().filter_map(|p| p.parse().ok()).collect()
