@@ -82,9 +82,10 @@ impl App {
             body_limit: cfg.body_limit,
             draining: Arc::new(AtomicBool::new(false)),
         };
-        let request_id = HeaderName::from_static("x-request-id");
+        let request_id = HeaderName::from_static(REQUEST_ID);
         let router = http::router(state.clone()).layer(sio_layer).layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::map_request(drop_unsafe_request_id))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(cors(&cfg.cors_origins)?),
@@ -177,6 +178,21 @@ async fn watch_connections(client: Client, subscriber: SubscriberClient) {
         metrics::redis_connected("subscriber", subscriber.is_connected());
     }
 }
+
+/// A client's `x-request-id` is echoed and logged: one longer than 128 characters or with
+/// characters outside a safe set is dropped, so that a fresh one replaces it.
+async fn drop_unsafe_request_id(mut req: axum::extract::Request) -> axum::extract::Request {
+    let safe = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:+/=@".contains(c))
+    };
+    if req.headers().get(REQUEST_ID).is_some_and(|v| !safe(v)) {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    req
+}
+
+const REQUEST_ID: &str = "x-request-id";
 
 /// `*` (the default) answers `Access-Control-Allow-Origin: *`, which browsers refuse for
 /// credentialed requests. A list echoes the allowed origin and allows credentials, so a

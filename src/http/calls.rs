@@ -1,11 +1,11 @@
 //! `/calls`
 
-use super::extract::{Body, CallQuery, Fields, FromFields, JsonObject};
+use super::extract::{Body, CallQuery, Fields, FromFields, JsonObject, PathId};
 use super::openapi::{CallProblems, EndCallProblems, ListProblems, StartCallProblems};
 use super::{ApiError, AppState};
 use crate::domain::{Call, CallId, UserId};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -60,8 +60,8 @@ pub async fn list(State(app): State<AppState>, query: CallQuery) -> Result<Json<
 /// One call.
 #[utoipa::path(operation_id = "getCall", get, path = "/calls/{id}", tag = "calls", params(("id" = String, Path, description = "The call's id")),
     responses((status = 200, description = "The call", body = Call), CallProblems))]
-pub async fn get(State(app): State<AppState>, Path(raw): Path<String>) -> Result<Json<Call>, ApiError> {
-    Ok(Json(app.service.call(call_id(&raw)?).await?))
+pub async fn get(State(app): State<AppState>, id: PathId) -> Result<Json<Call>, ApiError> {
+    Ok(Json(app.service.call(call_id(&id)?).await?))
 }
 
 /// Ends a call and announces it with `call.ended`, once: ending an ended call returns it
@@ -70,10 +70,10 @@ pub async fn get(State(app): State<AppState>, Path(raw): Path<String>) -> Result
 #[utoipa::path(operation_id = "endCall", post, path = "/calls/{id}/end", tag = "calls", params(("id" = String, Path, description = "The call's id")),
     request_body(content = Option<Object>, description = "Nothing, or any JSON object"),
     responses((status = 200, description = "The ended call", body = Call), EndCallProblems))]
-pub async fn end(State(app): State<AppState>, Path(raw): Path<String>, _: JsonObject) -> Result<Json<Call>, ApiError> {
-    Ok(Json(app.service.end_call(call_id(&raw)?).await?))
+pub async fn end(State(app): State<AppState>, id: PathId, _: JsonObject) -> Result<Json<Call>, ApiError> {
+    Ok(Json(app.service.end_call(call_id(&id)?).await?))
 }
 
-fn call_id(raw: &str) -> Result<CallId, ApiError> {
-    CallId::parse(raw).ok_or_else(|| ApiError::not_found("call_not_found", "call", raw))
+fn call_id(id: &PathId) -> Result<CallId, ApiError> {
+    id.parse(CallId::parse, "call_not_found", "call")
 }

@@ -4,7 +4,7 @@
 use super::AppState;
 use super::error::{ApiError, FieldError};
 use crate::domain::{CallFilter, CallStatus, Name, NameError, UserId};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{StatusCode, header, request::Parts};
 use serde_json::{Map, Value};
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
@@ -13,6 +13,26 @@ use utoipa::{IntoParams, PartialSchema};
 
 /// A JSON object body, or `None` when no body was sent.
 pub struct JsonObject(pub Option<Map<String, Value>>);
+
+/// A path id as sent: `None` when it is not valid UTF-8 (percent-decoded), which names
+/// nothing either, so it is the resource's 404 like any id that is not a UUID.
+pub struct PathId(Option<String>);
+
+impl PathId {
+    /// The id, or the resource's 404 problem.
+    pub fn parse<T>(&self, parse: fn(&str) -> Option<T>, code: &'static str, what: &str) -> Result<T, ApiError> {
+        let raw = self.0.as_deref();
+        raw.and_then(parse).ok_or_else(|| ApiError::not_found(code, what, raw.unwrap_or("(invalid UTF-8)")))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(Path::<String>::from_request_parts(parts, state).await.ok().map(|Path(id)| id)))
+    }
+}
 
 /// A request body type: read from a JSON object field by field, so that every invalid
 /// field is reported at once. The same type is the body's schema in the API document.

@@ -1,11 +1,11 @@
 //! `/rooms`
 
-use super::extract::{Body, Fields, FromFields, Limit};
+use super::extract::{Body, Fields, FromFields, Limit, PathId};
 use super::openapi::{BodyProblems, JoinProblems, ListProblems, RoomProblems};
 use super::{ApiError, AppState};
 use crate::domain::{Name, Room, RoomId, RoomName, UserId};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -71,8 +71,8 @@ pub async fn list(State(app): State<AppState>, Limit(limit): Limit) -> Result<Js
 /// One room.
 #[utoipa::path(operation_id = "getRoom", get, path = "/rooms/{id}", tag = "rooms", params(("id" = String, Path, description = "The room's id")),
     responses((status = 200, description = "The room", body = Room), RoomProblems))]
-pub async fn get(State(app): State<AppState>, Path(raw): Path<String>) -> Result<Json<Room>, ApiError> {
-    Ok(Json(app.service.room(room_id(&raw)?).await?))
+pub async fn get(State(app): State<AppState>, id: PathId) -> Result<Json<Room>, ApiError> {
+    Ok(Json(app.service.room(room_id(&id)?).await?))
 }
 
 /// Adds a user to a room's participants (once) and announces it with `room.joined`, on
@@ -82,10 +82,10 @@ pub async fn get(State(app): State<AppState>, Path(raw): Path<String>) -> Result
     responses((status = 200, description = "The join, with a LiveKit token", body = JoinResult), JoinProblems))]
 pub async fn join(
     State(app): State<AppState>,
-    Path(raw): Path<String>,
+    id: PathId,
     Body(Joining { user_id }): Body<Joining>,
 ) -> Result<Json<JoinResult>, ApiError> {
-    let room = room_id(&raw)?;
+    let room = room_id(&id)?;
     let joined = app.service.join_room(room, user_id).await?;
     Ok(Json(JoinResult {
         room_id: joined.room.id,
@@ -97,6 +97,6 @@ pub async fn join(
     }))
 }
 
-fn room_id(raw: &str) -> Result<RoomId, ApiError> {
-    RoomId::parse(raw).ok_or_else(|| ApiError::not_found("room_not_found", "room", raw))
+fn room_id(id: &PathId) -> Result<RoomId, ApiError> {
+    id.parse(RoomId::parse, "room_not_found", "room")
 }

@@ -1,11 +1,11 @@
 //! `/users`
 
-use super::extract::{Body, Fields, FromFields, Limit};
+use super::extract::{Body, Fields, FromFields, Limit, PathId};
 use super::openapi::{BodyProblems, ListProblems, UserProblems};
 use super::{ApiError, AppState};
 use crate::domain::{Name, User, UserId};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use utoipa::ToSchema;
 
@@ -42,7 +42,7 @@ pub async fn list(State(app): State<AppState>, Limit(limit): Limit) -> Result<Js
 /// One user.
 #[utoipa::path(operation_id = "getUser", get, path = "/users/{id}", tag = "users", params(("id" = String, Path, description = "The user's id")),
     responses((status = 200, description = "The user", body = User), UserProblems))]
-pub async fn get(State(app): State<AppState>, Path(raw): Path<String>) -> Result<Json<User>, ApiError> {
-    let id = UserId::parse(&raw).ok_or_else(|| ApiError::not_found("user_not_found", "user", &raw))?;
+pub async fn get(State(app): State<AppState>, id: PathId) -> Result<Json<User>, ApiError> {
+    let id = id.parse(UserId::parse, "user_not_found", "user")?;
     Ok(Json(app.service.user(id).await?))
 }

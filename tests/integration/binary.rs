@@ -129,3 +129,21 @@ async fn listed_cors_origins_are_echoed_with_credentials() {
         api.raw(reqwest::Method::GET, "/users").header("origin", "https://evil.example").send().await.expect("sent");
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn an_unsafe_request_id_is_replaced_and_a_safe_one_echoed() {
+    let (_child, api) = spawn_binary(&[]).await;
+    let echoed = |id: String| {
+        let api = api.clone();
+        async move {
+            let r = api.raw(reqwest::Method::GET, "/healthz").header("x-request-id", &id).send().await.expect("sent");
+            r.headers()["x-request-id"].to_str().expect("ascii").to_owned()
+        }
+    };
+    assert_eq!(echoed("req-42.a:b".to_owned()).await, "req-42.a:b");
+    for unsafe_id in ["x".repeat(129), "a b".to_owned(), "<script>".to_owned(), "\"quoted\"".to_owned()] {
+        let id = echoed(unsafe_id.clone()).await;
+        assert_ne!(id, unsafe_id);
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "a fresh id replaces {unsafe_id:?}: {id}");
+    }
+}

@@ -88,7 +88,9 @@ async fn registering_a_user_returns_and_announces_it(mut f: Fixture) {
 
 async fn invalid_names_are_refused_and_change_nothing(mut f: Fixture) {
     let long = "x".repeat(101);
-    for body in [json!({}), json!({"name": 7}), json!({"name": "   "}), json!({"name": long}), json!({"name": null})] {
+    let invisible = ["\u{200B}", "\u{FEFF}", "\u{3164}", "\u{0301}", "Ana\u{0000}", "\u{202E}anA"];
+    let bodies = [json!({}), json!({"name": 7}), json!({"name": "   "}), json!({"name": long}), json!({"name": null})];
+    for body in bodies.into_iter().chain(invisible.map(|name| json!({ "name": name }))) {
         let (status, problem) = f.api.post("/users", body.clone()).await;
         assert_problem(status, &problem, 422, "validation_failed");
         assert_eq!(error_fields(&problem), vec!["name"], "{body}");
@@ -173,6 +175,10 @@ async fn unknown_and_malformed_ids_are_404(f: Fixture) {
         ("/calls/123".to_owned(), "call_not_found"),
         (format!("/rooms/{missing}"), "room_not_found"),
         ("/rooms/x".to_owned(), "room_not_found"),
+        // Percent-encoded bytes that are not UTF-8 name nothing either.
+        ("/users/%FF".to_owned(), "user_not_found"),
+        ("/calls/%C3%28".to_owned(), "call_not_found"),
+        ("/rooms/%E2%82".to_owned(), "room_not_found"),
     ] {
         let (status, body) = f.api.get(&path).await;
         assert_problem(status, &body, 404, code);
@@ -183,6 +189,8 @@ async fn unknown_and_malformed_ids_are_404(f: Fixture) {
     assert_problem(status, &body, 404, "call_not_found");
     let (status, body) = f.api.post("/rooms/nope/join", json!({ "userId": missing })).await;
     assert_problem(status, &body, 404, "room_not_found");
+    let (status, body) = f.api.post("/calls/%FF/end", json!({})).await;
+    assert_problem(status, &body, 404, "call_not_found");
     let (status, body) = f.api.get("/no/such/endpoint").await;
     assert_problem(status, &body, 404, "not_found");
 }
