@@ -97,14 +97,7 @@ async fn the_committed_api_document_is_what_the_code_generates_and_serves() {
 #[tokio::test]
 async fn listed_cors_origins_are_echoed_with_credentials() {
     let (_child, api) = spawn_binary(&[("CORS_ORIGINS", "https://app.example,http://127.0.0.1:8080")]).await;
-    let preflight = api
-        .raw(reqwest::Method::OPTIONS, "/calls")
-        .header("origin", "https://app.example")
-        .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "content-type")
-        .send()
-        .await
-        .expect("sent");
+    let preflight = api.preflight("/calls", "https://app.example").await;
     assert!(preflight.status().is_success());
     let headers = preflight.headers();
     assert_eq!(headers["access-control-allow-origin"], "https://app.example");

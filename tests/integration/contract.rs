@@ -398,15 +398,7 @@ async fn operations_endpoints_and_cors_answer(f: Fixture) {
         metrics.contains("switchboard_http_requests_total{method=\"POST\",route=\"/users\",status=\"201\"}"),
         "{metrics}"
     );
-    let preflight = f
-        .api
-        .raw(Method::OPTIONS, "/calls")
-        .header("origin", "https://app.example")
-        .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "content-type")
-        .send()
-        .await
-        .expect("sent");
+    let preflight = f.api.preflight("/calls", "https://app.example").await;
     assert!(preflight.status().is_success());
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
     let polling = f

@@ -169,6 +169,17 @@ pub async fn wait_status(api: &Api, path: &str, status: StatusCode) {
 }
 
 impl Api {
+    /// A browser's CORS preflight for a JSON `POST` to `path` from `origin`.
+    pub async fn preflight(&self, path: &str, origin: &str) -> reqwest::Response {
+        self.raw(Method::OPTIONS, path)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+            .await
+            .expect("sent")
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }
