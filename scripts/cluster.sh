@@ -214,6 +214,9 @@ EOF
     for p in $ports; do echo "    server 127.0.0.1:$p max_fails=1 fail_timeout=5s;"; done
     cat <<EOF
     keepalive 64;
+    # Below the replicas' HEADER_TIMEOUT (20 s), which also closes idle keep-alive
+    # connections: nginx must never reuse one the replica is closing.
+    keepalive_timeout 15s;
   }
   server {
     # No reuseport: on a reload, connections queued on an old worker's own socket would be reset.

@@ -10,6 +10,7 @@ use crate::service::Service;
 use crate::store::{MemoryStore, RedisStore, Store, WaitReplicas};
 use crate::telemetry::metrics;
 use axum::Router;
+use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue};
 use fred::clients::SubscriberClient;
 use fred::prelude::{Builder, Client, ClientLike, ReconnectPolicy};
@@ -24,6 +25,7 @@ use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::DeadlineBody;
 
 /// Why a replica could not start.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +88,7 @@ impl App {
         let router = http::router(state.clone()).layer(sio_layer).layer(
             ServiceBuilder::new()
                 .layer(axum::middleware::map_request(drop_unsafe_request_id))
+                .layer(axum::middleware::map_request_with_state(cfg.body_timeout, body_deadline))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(cors(&cfg.cors_origins)?),
@@ -177,6 +180,11 @@ async fn watch_connections(client: Client, subscriber: SubscriberClient) {
         metrics::redis_connected("data", client.is_connected());
         metrics::redis_connected("subscriber", subscriber.is_connected());
     }
+}
+
+/// A body must arrive whole within BODY_TIMEOUT, however slowly it drips.
+async fn body_deadline(State(timeout): State<Duration>, req: axum::extract::Request) -> axum::extract::Request {
+    req.map(|body| axum::body::Body::new(DeadlineBody::new(timeout, body)))
 }
 
 /// A client's `x-request-id` is echoed and logged: one longer than 128 characters or with

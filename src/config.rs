@@ -74,6 +74,35 @@ pub struct Config {
     #[arg(long, env = "BODY_LIMIT", default_value_t = 16 * 1024)]
     pub body_limit: usize,
 
+    /// Open connections per replica at most (websockets included); past it new ones get
+    /// an immediate 503. Keep it below the process's file descriptor limit (`ulimit -n`).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: usize,
+
+    /// Seconds to receive a request's headers; also how long an idle keep-alive
+    /// connection stays open, so a load balancer's upstream keep-alive timeout must be
+    /// shorter.
+    #[arg(long, env = "HEADER_TIMEOUT", default_value = "20", value_parser = seconds)]
+    pub header_timeout: Duration,
+
+    /// Seconds to receive a request's whole body (408 after that).
+    #[arg(long, env = "BODY_TIMEOUT", default_value = "10", value_parser = seconds)]
+    pub body_timeout: Duration,
+
+    /// Largest request head (request line and headers), in bytes; at least 8192.
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 8192)]
+    pub max_header_bytes: usize,
+
+    /// After the drain period and the sockets' close, seconds in-flight requests may take
+    /// before the replica exits anyway.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10", value_parser = seconds_or_zero)]
+    pub shutdown_grace: Duration,
+
+    /// A second port serving only /healthz, /readyz and /metrics, so that probes and
+    /// scrapes answer while the public port is at its connection cap; 0: none.
+    #[arg(long, env = "OPS_PORT", default_value_t = 0)]
+    pub ops_port: u16,
+
     /// After SIGTERM, seconds to keep serving with /readyz at 503 before closing sockets,
     /// so that the load balancer moves traffic away first.
     #[arg(long, env = "DRAIN_PERIOD", default_value = "0", value_parser = seconds_or_zero)]
@@ -115,6 +144,21 @@ impl Config {
         SocketAddr::new(self.host, self.port)
     }
 
+    /// The ops port's address, when there is one.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        (self.ops_port != 0).then(|| SocketAddr::new(self.host, self.ops_port))
+    }
+
+    /// The edge's caps and timeouts.
+    pub fn limits(&self) -> crate::edge::Limits {
+        crate::edge::Limits {
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            max_header_bytes: self.max_header_bytes,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+
     /// Whether LiveKit's public dev credentials are in use (worth a warning).
     pub fn uses_dev_credentials(&self) -> bool {
         self.livekit_api_key == DEV_API_KEY || self.livekit_api_secret == DEV_API_SECRET
@@ -150,6 +194,15 @@ impl Config {
         }
         if self.redis_namespace.is_empty() || self.redis_namespace.contains(['{', '}']) {
             return fail("REDIS_NAMESPACE (--redis-namespace)", "must be non-empty, without braces");
+        }
+        if self.max_header_bytes < 8192 {
+            return fail("MAX_HEADER_BYTES (--max-header-bytes)", "must be at least 8192");
+        }
+        if self.max_connections == 0 {
+            return fail("MAX_CONNECTIONS (--max-connections)", "must be at least 1");
+        }
+        if self.ops_port != 0 && self.ops_port == self.port {
+            return fail("OPS_PORT (--ops-port)", "must differ from PORT");
         }
         if self.body_limit == 0 {
             return fail("BODY_LIMIT (--body-limit)", "must be at least 1 byte");
@@ -189,6 +242,12 @@ impl fmt::Debug for Config {
             .field("cors_origins", &self.cors_origins)
             .field("body_limit", &self.body_limit)
             .field("drain_period", &self.drain_period)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("ops_port", &self.ops_port)
             .field("log_format", &self.log_format)
             .finish()
     }

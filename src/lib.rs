@@ -14,6 +14,7 @@
 pub mod app;
 pub mod config;
 pub mod domain;
+pub mod edge;
 pub mod events;
 pub mod http;
 pub mod livekit;
@@ -25,20 +26,40 @@ pub mod telemetry;
 pub use app::{App, StartError};
 pub use config::Config;
 
-use axum::serve::ListenerExt;
 use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// Serves one replica on `listener` until `shutdown` completes, then drains: `/readyz`
-/// turns 503, requests are still served for the drain period, Socket.IO clients are
-/// disconnected (so they reconnect elsewhere), in-flight requests finish.
+/// The ops port's own edge: a few probes and scrapers at a time.
+const OPS_LIMITS: edge::Limits = edge::Limits {
+    max_connections: 64,
+    header_timeout: Duration::from_secs(5),
+    max_header_bytes: 8192,
+    shutdown_grace: Duration::from_secs(1),
+};
+
+/// Serves one replica on `listener` (and the ops port, when configured) until `shutdown`
+/// completes, then drains: `/readyz` turns 503, requests are still served for the drain
+/// period, Socket.IO clients are disconnected (so they reconnect elsewhere), in-flight
+/// requests finish within the shutdown grace.
 pub async fn run(
     cfg: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let app = App::build(&cfg).await?;
+    let ops = match cfg.ops_addr() {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
+    let (ops_stop, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ops = ops.map(|listener| {
+        let stopped = async {
+            let _ = ops_stopped.await;
+        };
+        tokio::spawn(edge::serve(listener, http::ops_router(app.state.clone()), OPS_LIMITS, stopped))
+    });
     let (io, draining, drain_period) = (app.io.clone(), app.state.draining.clone(), cfg.drain_period);
     let graceful = async move {
         shutdown.await;
@@ -48,13 +69,11 @@ pub async fn run(
         io.close().await;
         tracing::info!("sockets closed; finishing in-flight requests");
     };
-    // Without TCP_NODELAY a small event frame waits for the client's delayed ACK (~40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    let served = axum::serve(listener, app.router.clone()).with_graceful_shutdown(graceful).await;
+    let served = edge::serve(listener, app.router.clone(), cfg.limits(), graceful).await;
+    drop(ops_stop);
+    if let Some(ops) = ops {
+        let _ = ops.await;
+    }
     app.close().await;
     served.map_err(StartError::Io)
 }

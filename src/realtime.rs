@@ -14,9 +14,18 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+/// The largest Engine.IO payload a client may send (`maxPayload`, advertised in the
+/// handshake): polling enforces it with a 413, websocket by closing the socket, and no
+/// connection buffers more than this.
+const MAX_PAYLOAD: usize = 100_000;
+
 /// The Socket.IO layer (path `/socket.io/`) and the handle that emits to its sockets.
 pub fn layer() -> (SocketIoLayer, SocketIo) {
-    let (layer, io) = SocketIo::builder().build_layer();
+    let (layer, io) = SocketIo::builder()
+        .max_payload(MAX_PAYLOAD as u64)
+        .ws_max_message_size(MAX_PAYLOAD)
+        .ws_max_frame_size(MAX_PAYLOAD)
+        .build_layer();
     // The default namespace must exist before anything emits to it. Clients only listen.
     io.ns("/", async |_: SocketRef| {});
     (layer, io)

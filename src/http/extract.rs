@@ -68,7 +68,13 @@ impl FromRequest<AppState> for JsonObject {
             return Err(too_large());
         }
         let is_json = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(is_json_type);
-        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large())?;
+        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
+            if caused_by_timeout(&e) {
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the body did not arrive in time")
+            } else {
+                too_large()
+            }
+        })?;
         if bytes.is_empty() {
             return Ok(Self(None));
         }
@@ -85,6 +91,18 @@ impl FromRequest<AppState> for JsonObject {
             Err(e) => Err(ApiError::invalid_json(format!("the body is not valid JSON: {e}"))),
         }
     }
+}
+
+/// Whether reading a body failed because its deadline passed (see `app::body_deadline`).
+fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// `application/json`, with any parameters (`; charset=utf-8`).

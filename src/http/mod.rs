@@ -109,6 +109,16 @@ async fn close_when_draining(State(app): State<AppState>, req: Request, next: Ne
     response
 }
 
+/// The ops port's routes: probes and metrics, nothing a client could flood.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }

@@ -17,6 +17,8 @@ use utoipa::openapi::{
         title = "switchboard",
         description = "REST API of switchboard, the backend of voice and video calling apps. \
             Every error is an RFC 9457 problem document (application/problem+json) with a stable `code`. \
+            Any request may also be refused with 503 `too_many_connections` (and `Retry-After`) when the \
+            replica is at its connection cap. \
             Events are delivered over Socket.IO: see asyncapi.yaml."
     ),
     paths(
@@ -88,7 +90,7 @@ macro_rules! problem_set {
 problem_set! {
     /// A JSON body that is read and validated, then stored.
     BodyProblems {
-        400 => ["invalid_json"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
+        400 => ["invalid_json"], 408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
         422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
     }
     /// A list with `?limit=`.
@@ -97,21 +99,21 @@ problem_set! {
     CallProblems { 404 => ["call_not_found"], 503 => ["store_unavailable"] }
     RoomProblems { 404 => ["room_not_found"], 503 => ["store_unavailable"] }
     StartCallProblems {
-        400 => ["invalid_json"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
+        400 => ["invalid_json"], 408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
         404 => ["user_not_found"], 422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
     }
     /// The body is optional and not read.
     EndCallProblems {
-        400 => ["invalid_json"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
+        400 => ["invalid_json"], 408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
         404 => ["call_not_found"], 503 => ["store_unavailable", "outcome_unknown"],
     }
     JoinProblems {
-        400 => ["invalid_json"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
+        400 => ["invalid_json"], 408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
         404 => ["room_not_found", "user_not_found"], 422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
     }
     TokenProblems {
         400 => ["invalid_json"], 403 => ["not_a_participant"], 404 => ["room_not_found", "user_not_found"],
-        409 => ["call_ended"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
+        409 => ["call_ended"], 408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
         422 => ["validation_failed"], 503 => ["store_unavailable"],
     }
 }

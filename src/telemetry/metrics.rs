@@ -11,6 +11,7 @@ const HTTP_DURATION: &str = "switchboard_http_request_duration_seconds";
 const HTTP_IN_FLIGHT: &str = "switchboard_http_requests_in_flight";
 const SOCKETS: &str = "switchboard_socketio_clients";
 const EVENTS_PUBLISHED: &str = "switchboard_events_published_total";
+const CONNECTIONS_REFUSED: &str = "switchboard_connections_refused_total";
 const EVENTS_EMITTED: &str = "switchboard_events_emitted_total";
 const EVENTS_DROPPED: &str = "switchboard_events_dropped_total";
 const RELAY_DELAY: &str = "switchboard_relay_delay_seconds";
@@ -67,6 +68,7 @@ fn describe() {
     describe_gauge!(HTTP_IN_FLIGHT, "HTTP requests being served now");
     describe_gauge!(SOCKETS, "Socket.IO clients connected to this replica, by current transport");
     describe_counter!(EVENTS_PUBLISHED, "Events this replica published with their change, by event name");
+    describe_counter!(CONNECTIONS_REFUSED, "Connections refused at once because the replica was at MAX_CONNECTIONS");
     describe_counter!(EVENTS_EMITTED, "Events this replica emitted to its local sockets, by event name");
     describe_counter!(EVENTS_DROPPED, "Events lost because this replica's relay fell behind the bus");
     describe_histogram!(RELAY_DELAY, Unit::Seconds, "Time from publish on any replica to emit on this one");
@@ -93,8 +95,16 @@ fn zero() {
     for op in crate::store::REDIS_OPS {
         counter!(REDIS_ERRORS, "op" => op).absolute(0);
     }
-    for name in [EVENTS_DROPPED, CALLS_STARTED, CALLS_ENDED, ROOMS_CREATED, ROOM_JOINS, USERS_REGISTERED, TOKENS_ISSUED]
-    {
+    for name in [
+        CONNECTIONS_REFUSED,
+        EVENTS_DROPPED,
+        CALLS_STARTED,
+        CALLS_ENDED,
+        ROOMS_CREATED,
+        ROOM_JOINS,
+        USERS_REGISTERED,
+        TOKENS_ISSUED,
+    ] {
         counter!(name).absolute(0);
     }
     socket_clients(0, 0);
@@ -105,6 +115,11 @@ pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
     let labels = [("method", method.to_owned()), ("route", route.to_owned()), ("status", status.to_string())];
     counter!(HTTP_REQUESTS, &labels).increment(1);
     histogram!(HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
+}
+
+/// A connection refused because the replica was at MAX_CONNECTIONS.
+pub fn connection_refused() {
+    counter!(CONNECTIONS_REFUSED).increment(1);
 }
 
 pub fn http_in_flight(delta: f64) {

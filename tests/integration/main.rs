@@ -1,5 +1,6 @@
 //! Integration tests: the real app over real sockets, against a real Redis.
 
+mod abuse;
 mod atomic_events;
 mod binary;
 mod cluster;
