@@ -149,10 +149,26 @@ impl Config {
         (self.ops_port != 0).then(|| SocketAddr::new(self.host, self.ops_port))
     }
 
-    /// The edge's caps and timeouts.
+    /// The edge's caps and timeouts. The connection cap stays below what the process may
+    /// open (`ulimit -n`, less room for Redis, the ops port and logs), so that a flood is
+    /// refused cleanly instead of failing `accept` for everything, probes included.
     pub fn limits(&self) -> crate::edge::Limits {
+        const RESERVED_FILES: usize = 256;
+        let max_connections = match open_files_limit() {
+            Some(files) if self.max_connections + RESERVED_FILES > files => {
+                let lowered = files.saturating_sub(RESERVED_FILES).max(1);
+                tracing::warn!(
+                    max_connections = self.max_connections,
+                    open_files_limit = files,
+                    lowered,
+                    "MAX_CONNECTIONS is above what the process may open; lowered"
+                );
+                lowered
+            }
+            _ => self.max_connections,
+        };
         crate::edge::Limits {
-            max_connections: self.max_connections,
+            max_connections,
             header_timeout: self.header_timeout,
             max_header_bytes: self.max_header_bytes,
             shutdown_grace: self.shutdown_grace,
@@ -261,6 +277,13 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// The soft limit on open files of this process (Linux), when it can be read.
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// `scheme://host[...]` with one of `schemes` and a non-empty host.
