@@ -43,6 +43,16 @@ NGINX = ROOT / "deploy/nginx/nginx.conf"
 DOCKERFILE = ROOT / "deploy/Dockerfile"
 
 APP = "switchboard"
+# The binary's defaults (README.md, Configuration) for settings a manifest may leave out.
+DEFAULTS = {"PORT": "3000", "OPS_PORT": "0", "DRAIN_PERIOD": "0", "SHUTDOWN_GRACE": "10",
+            "HEADER_TIMEOUT": "20", "MAX_CONNECTIONS": "20000"}
+# After DRAIN_PERIOD and SHUTDOWN_GRACE, a replica still closes its sockets, gives the ops
+# port 1 s and closes Redis: the orchestrator's grace must leave this much on top.
+SHUTDOWN_MARGIN = 5
+# Memory a replica needs: ~29 KiB per idle websocket (loadtest/README.md, L4) on top of
+# ~30 MiB at rest, rounded up to leave room for requests in flight.
+BYTES_PER_CONNECTION = 29 * 1024
+BYTES_AT_REST = 64 * 1024 * 1024
 # Values a committed Secret may hold; anything else looks like a real credential.
 PLACEHOLDER_SECRET_VALUES = {"change-me"}
 # Series Prometheus makes itself rather than scraping them from the target.
@@ -157,6 +167,19 @@ def cmd_rules_match(args: argparse.Namespace) -> int:
 DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 NAMESPACED_EXEMPT = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
                      "PriorityClass", "StorageClass", "IngressClass"}
+QUANTITY_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+                  "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def quantity_bytes(q) -> int | None:
+    """A Kubernetes memory quantity (`256Mi`, `1G`, `1048576`) in bytes; None if unparsed."""
+    m = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?", str(q or ""))
+    return int(m.group(1)) * QUANTITY_UNITS[m.group(2) or ""] if m else None
+
+
+def setting(env: dict, key: str) -> str:
+    """A switchboard setting as the replica sees it: `env`, else the binary's default."""
+    return str(env.get(key, DEFAULTS[key]))
 
 
 def obj_id(doc: dict) -> str:
@@ -329,13 +352,10 @@ def cmd_k8s(args: argparse.Namespace) -> int:
                     "Deployment selector does not match its pod template labels")
             pod = dep["spec"]["template"]["spec"]
             c = next((c for c in pod["containers"] if c["name"] == APP), None)
+            ops_port = 0
             if p.check(c is not None, w, f"Deployment has no container {APP}"):
                 port_names = {pt.get("name"): pt.get("containerPort") for pt in c.get("ports", [])}
                 p.check(port_names.get("http") == 3000, w, "container port 'http' must be 3000")
-                rp = (c.get("readinessProbe") or {}).get("httpGet", {})
-                lp = (c.get("livenessProbe") or {}).get("httpGet", {})
-                p.check(rp.get("path") == "/readyz", w, "readinessProbe must GET /readyz")
-                p.check(lp.get("path") == "/healthz", w, "livenessProbe must GET /healthz")
                 env_cms = [e["configMapRef"]["name"] for e in c.get("envFrom", []) if "configMapRef" in e]
                 env_secrets = [e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e]
                 cm_names = {d["metadata"]["name"] for d in by_kind.get("ConfigMap", [])}
@@ -348,11 +368,46 @@ def cmd_k8s(args: argparse.Namespace) -> int:
                 config = {}
                 for cm in env_cms:
                     config.update(configmap_data(docs, cm))
-                drain = int(config.get("DRAIN_PERIOD", "0"))
+                # `env` wins over envFrom (only literal values can be read here).
+                config.update({e["name"]: str(e["value"]) for e in c.get("env", []) if "value" in e})
+
+                # The ops port: probes and scrapes must not queue behind a flood on the public port.
+                ops_port = int(setting(config, "OPS_PORT"))
+                if p.check(ops_port != 0, w, "OPS_PORT must be set, so that probes and scrapes answer "
+                                             "while the public port is at MAX_CONNECTIONS"):
+                    p.check(ops_port != int(setting(config, "PORT")), w, "OPS_PORT must differ from PORT")
+                    p.check(port_names.get("ops") == ops_port, w, f"container port 'ops' must be OPS_PORT ({ops_port})")
+                for probe, path, required in (("startupProbe", "/healthz", False),
+                                              ("livenessProbe", "/healthz", True),
+                                              ("readinessProbe", "/readyz", True)):
+                    http_get = (c.get(probe) or {}).get("httpGet")
+                    if http_get is None and not required:
+                        continue
+                    http_get = http_get or {}
+                    p.check(http_get.get("path") == path, w, f"{probe} must GET {path}")
+                    if ops_port:
+                        p.check(http_get.get("port") in ("ops", ops_port), w,
+                                f"{probe} must use the ops port ('ops' or {ops_port}), not {http_get.get('port')!r}: "
+                                "on the public port a flood at MAX_CONNECTIONS fails the probes")
+
+                drain = int(setting(config, "DRAIN_PERIOD"))
+                shutdown_grace = int(setting(config, "SHUTDOWN_GRACE"))
                 grace = int(pod.get("terminationGracePeriodSeconds", 30))
                 p.check(drain >= 1, w, "DRAIN_PERIOD should be set (ConfigMap) so endpoint removal can propagate")
-                p.check(grace >= drain + 10, w,
-                        f"terminationGracePeriodSeconds {grace} < DRAIN_PERIOD {drain} + 10 s to close sockets")
+                p.check(grace >= drain + shutdown_grace + SHUTDOWN_MARGIN, w,
+                        f"terminationGracePeriodSeconds {grace} < DRAIN_PERIOD {drain} + SHUTDOWN_GRACE "
+                        f"{shutdown_grace} + {SHUTDOWN_MARGIN} s to close sockets, the ops port and Redis")
+                p.check("HEADER_TIMEOUT" in config, w, "HEADER_TIMEOUT should be set explicitly: it closes idle "
+                        "keep-alive connections, so ingress-nginx's upstream-keepalive-timeout must stay below it")
+                max_connections = int(setting(config, "MAX_CONNECTIONS"))
+                memory = ((c.get("resources") or {}).get("limits") or {}).get("memory")
+                limit_bytes = quantity_bytes(memory)
+                if limit_bytes:
+                    need = max_connections * BYTES_PER_CONNECTION + BYTES_AT_REST
+                    p.check(need <= limit_bytes, w,
+                            f"MAX_CONNECTIONS {max_connections} does not fit the memory limit {memory}: "
+                            f"~{need >> 20} MiB at ~{BYTES_PER_CONNECTION >> 10} KiB per websocket; "
+                            "lower MAX_CONNECTIONS or raise the limit")
                 p.check(config.get("LOG_FORMAT") == "json", w, "LOG_FORMAT must be json")
                 p.check(bool(config.get("REDIS_URL")), w, "REDIS_URL must be set for several replicas")
 
@@ -369,24 +424,47 @@ def cmd_k8s(args: argparse.Namespace) -> int:
             svc = next((d for d in by_kind.get("Service", []) if d["metadata"]["name"] == APP), None)
             if svc:
                 svc_ports = {pt.get("name") for pt in svc["spec"].get("ports", [])}
+                # Service ports that lead to the container's ops port.
+                ops_svc_ports = {pt.get("name") for pt in svc["spec"].get("ports", [])
+                                 if ops_port and pt.get("targetPort") in ("ops", ops_port)}
+                p.check(not ops_port or bool(ops_svc_ports), w,
+                        f"Service {APP} has no port targeting the ops port ('ops' or {ops_port})")
                 for sm in by_kind.get("ServiceMonitor", []):
                     p.check(selector_matches(sm["spec"].get("selector"), svc["metadata"].get("labels")), w,
                             f"ServiceMonitor {sm['metadata']['name']} does not select Service {APP}")
                     for ep in sm["spec"].get("endpoints", []):
                         if "port" in ep:
                             p.check(ep["port"] in svc_ports, w, f"ServiceMonitor port {ep['port']!r} not on the Service")
+                        if ops_port:
+                            p.check(ep.get("port") in ops_svc_ports or ep.get("targetPort") in ("ops", ops_port), w,
+                                    f"ServiceMonitor endpoint {ep.get('port') or ep.get('targetPort')!r} must scrape "
+                                    "the ops port: on the public port scrapes fail during a flood")
                 for ing in by_kind.get("Ingress", []):
                     for r in ing["spec"].get("rules", []):
                         for path in (r.get("http") or {}).get("paths", []):
                             be = path["backend"]["service"]
                             p.check(be["name"] == APP and be["port"].get("name") in svc_ports, w,
                                     f"Ingress path {path['path']} targets {be} which is not the {APP} Service port")
+                            p.check(be["port"].get("name") not in ops_svc_ports, w,
+                                    f"Ingress path {path['path']} routes to the ops port")
                     ann = ing["metadata"].get("annotations", {})
                     p.check(ann.get("nginx.ingress.kubernetes.io/affinity") == "cookie", w,
                             "Ingress needs cookie affinity for Socket.IO long-polling")
                     for key in ("proxy-read-timeout", "proxy-send-timeout"):
                         val = int(ann.get(f"nginx.ingress.kubernetes.io/{key}", "60"))
                         p.check(val > 45, w, f"Ingress {key} {val}s must exceed 25 s ping interval + 20 s timeout")
+
+            # NetworkPolicy: the public port for the ingress controller, the ops port for Prometheus
+            # (kubelet probes are not subject to NetworkPolicy).
+            netpol = next((d for d in by_kind.get("NetworkPolicy", []) if d["metadata"]["name"] == APP), None)
+            if netpol and "Ingress" in (netpol["spec"].get("policyTypes") or ["Ingress"]):
+                def allowed(port: int, name: str) -> bool:
+                    return any(not rule.get("ports") or any(pt.get("port") in (port, name) for pt in rule["ports"])
+                               for rule in netpol["spec"].get("ingress") or [])
+                p.check(allowed(3000, "http"), w, f"NetworkPolicy {APP} lets nothing reach the public port 3000")
+                if ops_port:
+                    p.check(allowed(ops_port, "ops"), w,
+                            f"NetworkPolicy {APP} lets nothing reach the ops port {ops_port}: Prometheus cannot scrape")
 
             for hpa in by_kind.get("HorizontalPodAutoscaler", []):
                 spec = hpa["spec"]
@@ -570,6 +648,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 # Compose stack consistency (nginx upstreams, Prometheus targets, mounts)
 # --------------------------------------------------------------------------
 
+def compose_seconds(value) -> float:
+    """A Compose duration (`30s`, `1m30s`) in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)(ms|us|h|m|s)", str(value)))
+
+
 def cmd_compose(args: argparse.Namespace) -> int:
     p = Problems()
     where = rel(COMPOSE)
@@ -577,10 +661,22 @@ def cmd_compose(args: argparse.Namespace) -> int:
     services = compose.get("services", {})
     replicas = sorted(s for s in services if re.fullmatch(rf"{APP}-\d+", s))
     p.check(len(replicas) >= 3, where, f"expected at least three {APP}-N replicas, found {replicas}")
+    ports: dict[str, tuple[int, int]] = {}   # replica -> (PORT, OPS_PORT)
+    header_timeouts = []
     for s in replicas:
         svc = services[s]
         env = svc.get("environment", {})
         w = f"{where} {s}"
+        ports[s] = (int(setting(env, "PORT")), int(setting(env, "OPS_PORT")))
+        if p.check(ports[s][1] != 0, w, "OPS_PORT must be set: Prometheus scrapes it, so that scrapes answer "
+                                        "while the public port is at MAX_CONNECTIONS"):
+            p.check(ports[s][1] != ports[s][0], w, "OPS_PORT must differ from PORT")
+        header_timeouts.append(int(setting(env, "HEADER_TIMEOUT")))
+        drain, shutdown_grace = int(setting(env, "DRAIN_PERIOD")), int(setting(env, "SHUTDOWN_GRACE"))
+        stop = compose_seconds(svc.get("stop_grace_period", "10s"))
+        p.check(stop >= drain + shutdown_grace + SHUTDOWN_MARGIN, w,
+                f"stop_grace_period {stop:g}s < DRAIN_PERIOD {drain} + SHUTDOWN_GRACE {shutdown_grace} "
+                f"+ {SHUTDOWN_MARGIN} s to close sockets, the ops port and Redis")
         p.check(str(env.get("REDIS_URL", "")).startswith("redis://redis:"), w, "REDIS_URL must point at the redis service")
         p.check(env.get("LOG_FORMAT") == "json", w, "LOG_FORMAT must be json")
         p.check(svc.get("build", {}).get("dockerfile") == "deploy/Dockerfile", w, "must build deploy/Dockerfile")
@@ -610,20 +706,38 @@ def cmd_compose(args: argparse.Namespace) -> int:
         body = upstream.group(1)
         p.check(re.search(r"^\s*(hash\s+\$remote_addr\s+consistent|ip_hash)\s*;", body, re.M) is not None,
                 rel(NGINX), "upstream needs sticky balancing (hash $remote_addr consistent or ip_hash)")
-        servers = sorted(h for h, _ in re.findall(r"^\s*server\s+([\w.-]+):(\d+)", body, re.M))
+        found = re.findall(r"^\s*server\s+([\w.-]+):(\d+)", body, re.M)
+        servers = sorted(h for h, _ in found)
         p.check(servers == replicas, rel(NGINX), f"upstream servers {servers} != compose replicas {replicas}")
+        for host, port in found:
+            if host in ports:
+                p.check(int(port) == ports[host][0], rel(NGINX),
+                        f"upstream server {host}:{port} is not that replica's PORT {ports[host][0]}")
+        # HEADER_TIMEOUT also closes idle keep-alive connections: nginx must drop its own first.
+        if header_timeouts and re.search(r"^\s*keepalive\s+\d+\s*;", body, re.M):
+            m = re.search(r"^\s*keepalive_timeout\s+(\d+)s?\s*;", body, re.M)
+            keepalive = int(m.group(1)) if m else 60  # nginx's default
+            p.check(keepalive < min(header_timeouts), rel(NGINX),
+                    f"upstream keepalive_timeout {keepalive}s must be below the replicas' HEADER_TIMEOUT "
+                    f"{min(header_timeouts)}s, or nginx reuses connections they are closing")
     for needle in ("proxy_set_header Upgrade", "proxy_set_header Connection", "proxy_http_version 1.1",
                    "proxy_buffering off"):
         p.check(needle in conf, rel(NGINX), f"missing `{needle}`")
     timeouts = [int(t) for t in re.findall(r"proxy_read_timeout\s+(\d+)s?;", conf)]
     p.check(bool(timeouts) and max(timeouts) > 45, rel(NGINX), "Socket.IO proxy_read_timeout must exceed 45 s")
 
-    # Prometheus scrapes every replica.
+    # Prometheus scrapes every replica, on its ops port.
     prom = yaml.safe_load(PROM_CONFIG.read_text(encoding="utf-8"))
     jobs = {j["job_name"]: j for j in prom.get("scrape_configs", [])}
     if p.check(APP in jobs, rel(PROM_CONFIG), f"no scrape job {APP!r} (alerts use job=\"{APP}\")"):
-        targets = sorted(t.split(":")[0] for sc in jobs[APP].get("static_configs", []) for t in sc["targets"])
-        p.check(targets == replicas, rel(PROM_CONFIG), f"targets {targets} != compose replicas {replicas}")
+        targets = sorted(t for sc in jobs[APP].get("static_configs", []) for t in sc["targets"])
+        if all(ports[s][1] for s in replicas):
+            expected = sorted(f"{s}:{ports[s][1]}" for s in replicas)
+            p.check(targets == expected, rel(PROM_CONFIG),
+                    f"targets {targets} != the compose replicas' ops ports {expected} (OPS_PORT)")
+        else:  # a missing OPS_PORT is reported above; the hosts must still match
+            hosts = sorted(t.split(":")[0] for t in targets)
+            p.check(hosts == replicas, rel(PROM_CONFIG), f"targets {hosts} != compose replicas {replicas}")
         for sc in jobs[APP].get("static_configs", []):
             p.check("pod" in (sc.get("labels") or {}), rel(PROM_CONFIG),
                     f"target {sc['targets']} needs a pod label (dashboard and alerts group by pod)")
@@ -638,7 +752,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
     ds = yaml.safe_load(DATASOURCES.read_text(encoding="utf-8"))["datasources"]
     p.check(any(d.get("url", "").startswith("http://prometheus:9090") for d in ds), rel(DATASOURCES),
             "datasource must point at the compose prometheus service")
-    return p.finish(f"{where}: {len(replicas)} replicas behind nginx and scraped by Prometheus")
+    return p.finish(f"{where}: {len(replicas)} replicas behind nginx and scraped by Prometheus on their ops port")
 
 
 # --------------------------------------------------------------------------

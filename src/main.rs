@@ -2,6 +2,11 @@
 //! SIGTERM or SIGINT.
 
 use clap::Parser;
+
+/// jemalloc returns freed pages to the system in the background (glibc keeps the memory of
+/// a closed flood of connections for good).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use switchboard::{Config, config};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};

@@ -79,6 +79,10 @@ async fn emit(io: &SocketIo, text: &str) {
         trace::continue_from(&span, traceparent);
     }
     if let Err(e) = io.emit(name, &Payload { data: incoming.data }).instrument(span).await {
+        // A socket whose buffer is full (a client that does not keep up) misses the event.
+        if let socketioxide::BroadcastError::Socket(missed) = &e {
+            metrics::events_dropped(missed.len() as u64);
+        }
         tracing::warn!(event = name, error = %e, "emitting to local sockets failed");
     }
     let delay = events::now_us().saturating_sub(incoming.sent_at_us);

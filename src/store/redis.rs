@@ -11,7 +11,8 @@ use fred::types::scripts::Script;
 use fred::types::{ClientState, ClusterHash, CustomCommand};
 use serde::de::DeserializeOwned;
 use std::future::Future;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// One Lua script, loaded on first use (and again after a Redis restart).
@@ -54,6 +55,11 @@ pub struct RedisStore {
     slot: u16,
     /// After each write, wait for this many Redis replicas to have it (`WAIT`).
     wait: Option<WaitReplicas>,
+    /// Until when (ms since `started`) writes skip `WAIT`: after a shortfall the primary
+    /// lacks replicas (a failover left it alone), and every `WAIT` would hold the shared
+    /// connection for its whole timeout. One write a second tries again.
+    wait_paused_until_ms: AtomicU64,
+    started: Instant,
     scripts: Scripts,
 }
 
@@ -80,7 +86,16 @@ impl RedisStore {
             livekit_room: Lua::new(include_str!("lua/livekit_room.lua")),
         };
         let slot = fred::util::redis_keyslot(prefix.as_bytes());
-        Self { client, options, prefix, slot, wait, scripts }
+        Self {
+            client,
+            options,
+            prefix,
+            slot,
+            wait,
+            wait_paused_until_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            scripts,
+        }
     }
 
     /// Runs one Redis round trip, recording its latency and failure under `op`. A failed
@@ -135,6 +150,12 @@ impl RedisStore {
     /// Waits for replicas to acknowledge the writes sent so far on the connection to the
     /// slot's primary. The write stands either way; a shortfall is counted and logged.
     async fn wait_for_replicas(&self, wait: WaitReplicas) {
+        const PAUSE_AFTER_SHORTFALL_MS: u64 = 1000;
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if now_ms < self.wait_paused_until_ms.load(Ordering::Relaxed) {
+            metrics::redis_command("wait", Duration::ZERO, false);
+            return;
+        }
         let client = self.client.with_options(&self.options);
         let command = CustomCommand::new_static("WAIT", ClusterHash::Custom(self.slot), false);
         let args = vec![wait.replicas.to_string(), wait.timeout.as_millis().to_string()];
@@ -143,6 +164,7 @@ impl RedisStore {
         let enough = matches!(acked, Ok(n) if n >= i64::from(wait.replicas));
         metrics::redis_command("wait", started.elapsed(), enough);
         if !enough {
+            self.wait_paused_until_ms.store(now_ms + PAUSE_AFTER_SHORTFALL_MS, Ordering::Relaxed);
             tracing::warn!(replicas = wait.replicas, acked = ?acked.ok(), "a write reached fewer Redis replicas than REDIS_WAIT_REPLICAS");
         }
     }
@@ -317,12 +339,15 @@ impl Store for RedisStore {
         }))
     }
 
+    /// Pings the node that owns the deployment's slot (in a Cluster, another node answering
+    /// says nothing about whether writes can succeed).
     async fn ping(&self) -> StoreResult<()> {
         if self.client.state() != ClientState::Connected {
             return Err(Unavailable::Unreachable("not connected".into()));
         }
         let client = self.client.with_options(&self.options);
-        self.timed("ping", Access::Read, client.ping::<()>(None)).await
+        let ping = CustomCommand::new_static("PING", ClusterHash::Custom(self.slot), false);
+        self.timed("ping", Access::Read, client.custom::<Value, Vec<String>>(ping, Vec::new())).await.map(drop)
     }
 }
 

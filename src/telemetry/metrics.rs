@@ -70,7 +70,10 @@ fn describe() {
     describe_counter!(EVENTS_PUBLISHED, "Events this replica published with their change, by event name");
     describe_counter!(CONNECTIONS_REFUSED, "Connections refused at once because the replica was at MAX_CONNECTIONS");
     describe_counter!(EVENTS_EMITTED, "Events this replica emitted to its local sockets, by event name");
-    describe_counter!(EVENTS_DROPPED, "Events lost because this replica's relay fell behind the bus");
+    describe_counter!(
+        EVENTS_DROPPED,
+        "Events lost: this replica's relay fell behind the bus, or a socket's send buffer was full"
+    );
     describe_histogram!(RELAY_DELAY, Unit::Seconds, "Time from publish on any replica to emit on this one");
     describe_histogram!(REDIS_DURATION, Unit::Seconds, "Redis round-trip time, by operation");
     describe_counter!(REDIS_ERRORS, "Redis operations that failed or timed out, by operation");

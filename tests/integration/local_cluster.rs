@@ -192,8 +192,19 @@ async fn terminating_a_replica_under_load_loses_no_request_and_its_clients_recon
     }
     assert!(answered > 80, "the load ran ({answered} requests)");
 
-    // Every client hears an event published now: the drained replica's clients reconnected.
-    let marker = api.user("after-the-drain").await;
+    // Every client hears events published after the drain: the drained replica's clients
+    // reconnected (each in its own time, so markers keep coming until all have heard one).
+    let markers = {
+        let (api, stop) = (api.clone(), Arc::new(AtomicBool::new(false)));
+        let task_stop = stop.clone();
+        let task = tokio::spawn(async move {
+            while !task_stop.load(Ordering::Relaxed) {
+                api.user("after-the-drain").await;
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        });
+        (task, stop)
+    };
     let mut reconnected = 0;
     for client in &mut clients {
         loop {
@@ -201,10 +212,12 @@ async fn terminating_a_replica_under_load_loses_no_request_and_its_clients_recon
             if line["type"] == "disconnect" {
                 reconnected += 1;
             }
-            if line["type"] == "event" && line["args"][0]["data"]["id"] == marker.as_str() {
+            if line["type"] == "event" && line["args"][0]["data"]["name"] == "after-the-drain" {
                 break;
             }
         }
     }
+    markers.1.store(true, Ordering::Relaxed);
+    markers.0.await.expect("marker task");
     assert!(reconnected > 0, "the terminated replica held some of the clients");
 }
