@@ -7,8 +7,8 @@
 #   loadtest/bench.sh                       # full sizes, 3 runs (about 10 minutes)
 #   loadtest/bench.sh --runs 1 --l4-connections 2000 --only L1,L4   # any harness flag
 #
-# The Node baseline is copied from ../shared/baselines/node-socketio (or $BASELINE_SRC) to
-# target/baseline and `npm ci`-ed there by scripts/cluster.sh; it never enters the repository.
+# The Node baseline runs from ../shared/baselines/node-socketio (or $BASELINE_SRC), its packages
+# installed in target/baseline by scripts/install-deps.sh; it never enters the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

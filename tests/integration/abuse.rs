@@ -3,7 +3,7 @@
 //! client at shutdown. The replica keeps answering its probes, closes what it should and
 //! refuses cleanly. (`loadtest/` runs the same at full size.)
 
-use crate::support::{Api, WAIT, eventually, spawn_binary};
+use crate::support::{Api, RedisServer, WAIT, eventually, spawn_binary};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,9 +25,37 @@ async fn until_closed(tcp: &mut TcpStream) -> String {
     String::from_utf8_lossy(&seen).into_owned()
 }
 
-#[tokio::test]
-async fn slow_headers_and_slow_bodies_are_cut_off() {
-    let (_child, api) = spawn_binary(&[("HEADER_TIMEOUT", "1"), ("BODY_TIMEOUT", "1")]).await;
+/// Runs an abuse test against a replica on the embedded store and on Redis.
+macro_rules! on_both_stores {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test]
+            async fn memory() {
+                super::$test(None).await
+            }
+            #[tokio::test]
+            async fn redis() {
+                let redis = crate::support::RedisServer::start();
+                super::$test(Some(&redis)).await
+            }
+        }
+    )*};
+}
+
+on_both_stores!(slow_headers_and_slow_bodies_are_cut_off, past_the_connection_cap_connections_are_refused);
+
+/// A replica with `env`, on Redis when one is given.
+async fn replica(redis: Option<&RedisServer>, env: &[(&str, &str)]) -> (tokio::process::Child, Api) {
+    let url = redis.map(RedisServer::url);
+    let mut env = env.to_vec();
+    if let Some(url) = &url {
+        env.push(("REDIS_URL", url));
+    }
+    spawn_binary(&env).await
+}
+
+async fn slow_headers_and_slow_bodies_are_cut_off(redis: Option<&RedisServer>) {
+    let (_child, api) = replica(redis, &[("HEADER_TIMEOUT", "1"), ("BODY_TIMEOUT", "1")]).await;
 
     // Half a head, then nothing: closed after HEADER_TIMEOUT.
     let mut slow_head = TcpStream::connect(addr(&api)).await.expect("connect");
@@ -54,11 +82,11 @@ async fn slow_headers_and_slow_bodies_are_cut_off() {
     assert_eq!(users, serde_json::json!([]), "nothing was stored");
 }
 
-#[tokio::test]
-async fn past_the_connection_cap_connections_are_refused_and_probes_still_answer() {
+/// Probes still answer, on the ops port.
+async fn past_the_connection_cap_connections_are_refused(redis: Option<&RedisServer>) {
     let ops_port = free_port().to_string();
     let env = [("MAX_CONNECTIONS", "20"), ("HEADER_TIMEOUT", "30"), ("OPS_PORT", ops_port.as_str())];
-    let (_child, api) = spawn_binary(&env).await;
+    let (_child, api) = replica(redis, &env).await;
     let ops = Api::new(&format!("http://127.0.0.1:{ops_port}"));
 
     // The flood: idle connections up to the cap (the readiness check's is gone by now).
