@@ -12,6 +12,7 @@ use crate::telemetry::metrics;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue};
+use axum::response::IntoResponse;
 use fred::clients::SubscriberClient;
 use fred::prelude::{Builder, Client, ClientLike, ReconnectPolicy};
 use fred::types::config::{Options, TlsConnector};
@@ -85,14 +86,17 @@ impl App {
             draining: Arc::new(AtomicBool::new(false)),
         };
         let request_id = HeaderName::from_static(REQUEST_ID);
-        let router = http::router(state.clone()).layer(sio_layer).layer(
-            ServiceBuilder::new()
-                .layer(axum::middleware::map_request(drop_unsafe_request_id))
-                .layer(axum::middleware::map_request_with_state(cfg.body_timeout, body_deadline))
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(cors(&cfg.cors_origins)?),
-        );
+        let router = http::router(state.clone())
+            .layer(sio_layer)
+            .layer(axum::middleware::map_response(problem_for_protocol_errors))
+            .layer(
+                ServiceBuilder::new()
+                    .layer(axum::middleware::map_request(drop_unsafe_request_id))
+                    .layer(axum::middleware::map_request_with_state(cfg.body_timeout, body_deadline))
+                    .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                    .layer(PropagateRequestIdLayer::new(request_id))
+                    .layer(cors(&cfg.cors_origins)?),
+            );
         Ok(Self { router, io, state, redis, tasks })
     }
 
@@ -180,6 +184,29 @@ async fn watch_connections(client: Client, subscriber: SubscriberClient) {
         metrics::redis_connected("data", client.is_connected());
         metrics::redis_connected("subscriber", subscriber.is_connected());
     }
+}
+
+/// Engine.IO's own refusals (an unknown session, a polling payload over maxPayload, a bad
+/// handshake) become problem documents like every other error of the API; the CORS layer
+/// outside adds its headers to them too.
+async fn problem_for_protocol_errors(response: axum::response::Response) -> axum::response::Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let said = axum::body::to_bytes(response.into_body(), 1024).await.unwrap_or_default();
+    let code = match status.as_u16() {
+        400 => "bad_request",
+        403 => "forbidden",
+        404 => "not_found",
+        413 => "payload_too_large",
+        _ => "protocol_error",
+    };
+    http::ApiError::new(status, code, String::from_utf8_lossy(&said)).into_response()
 }
 
 /// A body must arrive whole within BODY_TIMEOUT, however slowly it drips.

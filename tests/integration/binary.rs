@@ -140,3 +140,19 @@ async fn an_unsafe_request_id_is_replaced_and_a_safe_one_echoed() {
         assert!(uuid::Uuid::parse_str(&id).is_ok(), "a fresh id replaces {unsafe_id:?}: {id}");
     }
 }
+
+#[tokio::test]
+async fn socket_io_refusals_are_problem_documents_with_cors() {
+    let (_child, api) = spawn_binary(&[]).await;
+    let unknown = api
+        .raw(reqwest::Method::GET, "/socket.io/?EIO=4&transport=polling&sid=AAAAAAAAAAAAAAAAAAAA")
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(unknown.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert_eq!(unknown.headers()["content-type"], "application/problem+json");
+    assert_eq!(unknown.headers()["access-control-allow-origin"], "*");
+    let problem: serde_json::Value = unknown.json().await.expect("json");
+    assert_eq!((problem["status"].as_u64(), problem["code"].as_str()), (Some(400), Some("bad_request")));
+}
