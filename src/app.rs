@@ -12,6 +12,7 @@ use crate::telemetry::metrics;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
 use axum::response::IntoResponse;
 use fred::clients::SubscriberClient;
 use fred::prelude::{Builder, Client, ClientLike, ReconnectPolicy};
@@ -88,7 +89,7 @@ impl App {
         let request_id = HeaderName::from_static(REQUEST_ID);
         let router = http::router(state.clone())
             .layer(sio_layer)
-            .layer(axum::middleware::map_response(problem_for_protocol_errors))
+            .layer(axum::middleware::from_fn(problem_for_protocol_errors))
             .layer(
                 ServiceBuilder::new()
                     .layer(axum::middleware::map_request(drop_unsafe_request_id))
@@ -189,13 +190,15 @@ async fn watch_connections(client: Client, subscriber: SubscriberClient) {
 /// Engine.IO's own refusals (an unknown session, a polling payload over maxPayload, a bad
 /// handshake) become problem documents like every other error of the API; the CORS layer
 /// outside adds its headers to them too.
-async fn problem_for_protocol_errors(response: axum::response::Response) -> axum::response::Response {
+async fn problem_for_protocol_errors(req: axum::extract::Request, next: Next) -> axum::response::Response {
+    let engine_io = req.uri().path().starts_with("/socket.io/");
+    let response = next.run(req).await;
     let status = response.status();
     let is_problem = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+    if !engine_io || !(status.is_client_error() || status.is_server_error()) || is_problem {
         return response;
     }
     let said = axum::body::to_bytes(response.into_body(), 1024).await.unwrap_or_default();
