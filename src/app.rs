@@ -17,8 +17,6 @@ use axum::response::IntoResponse;
 use fred::clients::SubscriberClient;
 use fred::prelude::{Builder, Client, ClientLike, ReconnectPolicy};
 use fred::types::config::{Options, TlsConnector};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use socketioxide::SocketIo;
 use std::path::Path;
 use std::sync::Arc;
@@ -123,7 +121,7 @@ fn redis_clients(
     let mut config = fred::prelude::Config::from_url(url).map_err(|e| StartError::RedisUrl(e.details().to_string()))?;
     config.fail_fast = false;
     if config.tls.is_some() {
-        let roots = tls_roots(ca_file).map_err(StartError::RedisTls)?;
+        let roots = crate::config::tls_roots(ca_file).map_err(StartError::RedisTls)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -153,23 +151,6 @@ fn redis_clients(
     client.connect();
     subscriber.connect();
     Ok((client, subscriber))
-}
-
-/// The roots that verify the Redis server's certificate: the CAs of `ca_file` (PEM), or
-/// the system's. Explicit, so that the ring provider is used whatever else is compiled in.
-pub fn tls_roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = match ca_file {
-        Some(path) => CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("cannot read certificates from {}: {e}", path.display()))?,
-        None => rustls_native_certs::load_native_certs().certs,
-    };
-    let (added, _) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err("no usable CA certificate".into());
-    }
-    Ok(roots)
 }
 
 /// Every store and bus command: fail at once while disconnected, wait at most `timeout`.
@@ -238,8 +219,8 @@ const REQUEST_ID: &str = "x-request-id";
 /// (`withCredentials`); methods and headers are then mirrored, as wildcards are not allowed
 /// with credentials.
 fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
-    let layer = CorsLayer::new().expose_headers([HeaderName::from_static("x-request-id")]);
-    if origins.iter().any(|o| o == "*") {
+    let layer = CorsLayer::new().expose_headers([HeaderName::from_static(REQUEST_ID)]);
+    if origins.iter().any(|o| o.trim() == "*") {
         return Ok(layer.allow_origin(Any).allow_methods(Any).allow_headers(Any));
     }
     let list = origins

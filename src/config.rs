@@ -1,6 +1,8 @@
 //! Configuration: every setting is a flag and an environment variable (flags win).
 
 use clap::{Parser, ValueEnum};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -202,7 +204,7 @@ impl Config {
                 );
             }
         }
-        if let Some(Err(reason)) = self.redis_tls_ca_file.as_deref().map(|path| crate::app::tls_roots(Some(path))) {
+        if let Some(Err(reason)) = self.redis_tls_ca_file.as_deref().map(|path| tls_roots(Some(path))) {
             return fail("REDIS_TLS_CA_FILE (--redis-tls-ca-file)", &reason);
         }
         if self.redis_wait_replicas > 0 && self.redis_wait_timeout >= self.redis_timeout {
@@ -223,7 +225,7 @@ impl Config {
         if self.body_limit == 0 {
             return fail("BODY_LIMIT (--body-limit)", "must be at least 1 byte");
         }
-        let wildcard = self.cors_origins.iter().any(|o| o == "*");
+        let wildcard = self.cors_origins.iter().any(|o| o.trim() == "*");
         let origins_ok = self.cors_origins.iter().all(|o| is_origin(o.trim()));
         if !origins_ok || (wildcard && self.cors_origins.len() > 1) {
             return fail(
@@ -277,6 +279,23 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// The roots that verify the Redis server's certificate: the CAs of `ca_file` (PEM), or
+/// the system's. Explicit, so that the ring provider is used whatever else is compiled in.
+pub fn tls_roots(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = match ca_file {
+        Some(path) => CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("cannot read certificates from {}: {e}", path.display()))?,
+        None => rustls_native_certs::load_native_certs().certs,
+    };
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err("no usable CA certificate".into());
+    }
+    Ok(roots)
 }
 
 /// The soft limit on open files of this process (Linux), when it can be read.
@@ -350,7 +369,7 @@ mod tests {
 
     #[test]
     fn settings_that_cannot_work_are_named() {
-        let cases: [(&[&str], &str); 10] = [
+        let cases: [(&[&str], &str); 11] = [
             (&["--redis-tls-ca-file", "/nonexistent/ca.pem"], "REDIS_TLS_CA_FILE"),
             (&["--livekit-api-key", ""], "LIVEKIT_API_KEY"),
             (&["--livekit-api-secret", " "], "LIVEKIT_API_SECRET"),
@@ -361,6 +380,7 @@ mod tests {
             (&["--body-limit", "0"], "BODY_LIMIT"),
             (&["--cors-origins", "https://a.test/path"], "CORS_ORIGINS"),
             (&["--cors-origins", "*,https://a.test"], "CORS_ORIGINS"),
+            (&["--cors-origins", " *,https://a.test"], "CORS_ORIGINS"),
         ];
         for (args, setting) in cases {
             let c = Config::try_parse_from(std::iter::once("switchboard").chain(args.iter().copied())).expect("parses");

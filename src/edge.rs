@@ -43,12 +43,7 @@ access-control-allow-origin: *\r\nretry-after: 1\r\nconnection: close\r\ncontent
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets open connections
 /// finish for at most `limits.shutdown_grace`.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    limits: Limits,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
+pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdown: impl Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -108,7 +103,6 @@ pub async fn serve(
     if tokio::time::timeout(limits.shutdown_grace, done_tx.closed()).await.is_err() {
         tracing::warn!(grace_s = limits.shutdown_grace.as_secs(), "connections still open after the grace; exiting");
     }
-    Ok(())
 }
 
 /// A TCP stream that holds its connection slot until it is dropped (after a websocket

@@ -2,14 +2,14 @@
 //! SIGTERM or SIGINT.
 
 use clap::Parser;
+use switchboard::{Config, config};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
 
 /// jemalloc returns freed pages to the system in the background (glibc keeps the memory of
 /// a closed flood of connections for good).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-use switchboard::{Config, config};
-use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

@@ -12,7 +12,7 @@ use fred::types::{ClientState, ClusterHash, CustomCommand};
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::Instrument;
 
 /// One Lua script, loaded on first use (and again after a Redis restart).
@@ -153,7 +153,7 @@ impl RedisStore {
         const PAUSE_AFTER_SHORTFALL_MS: u64 = 1000;
         let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if now_ms < self.wait_paused_until_ms.load(Ordering::Relaxed) {
-            metrics::redis_command("wait", Duration::ZERO, false);
+            metrics::redis_failed("wait");
             return;
         }
         let client = self.client.with_options(&self.options);

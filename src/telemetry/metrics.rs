@@ -151,8 +151,13 @@ pub fn events_dropped(n: u64) {
 pub fn redis_command(op: &'static str, elapsed: Duration, ok: bool) {
     histogram!(REDIS_DURATION, "op" => op).record(elapsed.as_secs_f64());
     if !ok {
-        counter!(REDIS_ERRORS, "op" => op).increment(1);
+        redis_failed(op);
     }
+}
+
+/// An operation that failed without a round trip (a `WAIT` skipped while replicas lag).
+pub fn redis_failed(op: &'static str) {
+    counter!(REDIS_ERRORS, "op" => op).increment(1);
 }
 
 pub fn redis_connected(client: &'static str, connected: bool) {

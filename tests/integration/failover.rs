@@ -68,22 +68,18 @@ async fn with_redis_wait_replicas_a_write_waits_for_a_replica_and_a_shortfall_is
     let url = shapes.url(Shape::Sentinel).0;
     let env = [("REDIS_URL", url.as_str()), ("REDIS_WAIT_REPLICAS", "1"), ("REDIS_WAIT_TIMEOUT_MS", "300")];
     let (_replica, api) = spawn_binary(&env).await;
-    let shortfalls = || async {
-        let scrape = api.raw(reqwest::Method::GET, "/metrics").send().await.expect("sent").text().await;
-        let scrape = scrape.expect("text");
-        let line = scrape.lines().find(|l| l.starts_with(r#"switchboard_redis_errors_total{op="wait"}"#));
-        line.and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).expect("the wait error counter")
-    };
+    let shortfalls =
+        || async { api.metric(r#"switchboard_redis_errors_total{op="wait"}"#).await.expect("the wait error counter") };
 
     api.user("replicated").await;
-    assert_eq!(shortfalls().await, 0, "the replica acknowledged the write");
+    assert_eq!(shortfalls().await, 0.0, "the replica acknowledged the write");
 
     // With the replica stalled, the write still stands, after the wait, and is counted.
     shapes.freeze("replica", true);
     let (status, _) = api.post("/users", json!({ "name": "unreplicated" })).await;
     shapes.freeze("replica", false);
     assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(shortfalls().await, 1);
+    assert_eq!(shortfalls().await, 1.0);
 }
 
 /// Registers a user as a careful client would through a failover: it retries after

@@ -129,7 +129,7 @@ fn a_browser_on_another_origin_keeps_its_session_through_cookie_affinity() {
         .args([cluster.lb(), origin_port.to_string()])
         .args((0..3).map(|i| cluster.replica(i)))
         .output()
-        .expect("node runs (install Debian's nodejs)");
+        .expect("node runs (scripts/install-deps.sh installs Node.js 20 or newer)");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success(),

@@ -180,6 +180,13 @@ impl Api {
             .expect("sent")
     }
 
+    /// The value of one series of this replica's `/metrics` (`name` or `name{labels}`).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let scrape = self.raw(Method::GET, "/metrics").send().await.expect("sent").text().await.expect("text");
+        let line = scrape.lines().find(|l| l.strip_prefix(series).is_some_and(|rest| rest.starts_with(' ')))?;
+        line.rsplit(' ').next()?.parse().ok()
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }
