@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::events::{EventBus, LocalBus, RedisBus};
 use crate::http::{self, AppState};
-use crate::livekit::TokenIssuer;
+use crate::livekit::{TokenIssuer, WebhookVerifier};
 use crate::realtime;
 use crate::service::Service;
 use crate::store::{MemoryStore, RedisStore, Store, WaitReplicas};
@@ -78,8 +78,11 @@ impl App {
         if let Some((client, subscriber)) = &redis {
             tasks.push(tokio::spawn(watch_connections(client.clone(), subscriber.clone())));
         }
+        let webhooks = WebhookVerifier::new(&cfg.livekit_api_key, &cfg.livekit_api_secret);
+        let service = Arc::new(Service::new(store, bus, tokens, webhooks, cfg.timeouts()));
+        tasks.push(tokio::spawn(fire_timers(service.clone())));
         let state = AppState {
-            service: Arc::new(Service::new(store, bus, tokens)),
+            service,
             metrics: metrics::install(),
             body_limit: cfg.body_limit,
             draining: Arc::new(AtomicBool::new(false)),
@@ -156,6 +159,26 @@ fn redis_clients(
 /// Every store and bus command: fail at once while disconnected, wait at most `timeout`.
 fn command_options(timeout: Duration) -> Options {
     Options { fail_fast: true, timeout: Some(timeout), max_attempts: Some(1), ..Default::default() }
+}
+
+/// Every replica polls the stored deadlines twice a second and fires those due: a missed
+/// or expired call ends within about half a second of its deadline while any replica lives.
+async fn fire_timers(service: Arc<Service>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match service.fire_due_timers().await {
+            Ok(_) => failing = false,
+            // Logged once per outage, not twice a second; the Redis metrics count each.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "call timers could not run; retrying");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Keeps the connection gauges current.

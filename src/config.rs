@@ -68,6 +68,14 @@ pub struct Config {
     #[arg(long, env = "LIVEKIT_TOKEN_TTL", default_value = "3600", value_parser = seconds)]
     pub livekit_token_ttl: Duration,
 
+    /// Seconds a call may ring before it is missed; 0: it rings until someone acts.
+    #[arg(long, env = "CALL_RING_TIMEOUT", default_value = "60", value_parser = seconds_or_zero)]
+    pub call_ring_timeout: Duration,
+
+    /// Seconds after `answerTime` when an accepted call is ended; 0: never.
+    #[arg(long, env = "CALL_MAX_DURATION", default_value = "0", value_parser = seconds_or_zero)]
+    pub call_max_duration: Duration,
+
     /// Comma-separated allowed CORS origins; `*` allows every origin.
     #[arg(long, env = "CORS_ORIGINS", default_value = "*", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -142,6 +150,12 @@ pub enum LogFormat {
 }
 
 impl Config {
+    /// The call deadlines; 0 means none.
+    pub fn timeouts(&self) -> crate::domain::Timeouts {
+        let some = |d: Duration| (!d.is_zero()).then_some(d);
+        crate::domain::Timeouts { ring: some(self.call_ring_timeout), max_duration: some(self.call_max_duration) }
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port)
     }

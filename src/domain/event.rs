@@ -1,9 +1,10 @@
-//! The five real-time events, shaped exactly as the integration guide's payloads.
+//! The real-time events, shaped exactly as the integration guide's payloads (and, for the
+//! lifecycle events of v2, as section 6 of the contract).
 //!
 //! Serialized as `{"event": <name>, "data": {…}}`: the form they travel in on the event
 //! bus. The relay emits `data` under the event's name, wrapped as `{"data": …}`.
 
-use super::{Call, CallId, CallStatus, Name, Room, RoomId, RoomName, Timestamp, User, UserId};
+use super::{Call, CallId, CallStatus, DeclineReason, Name, Room, RoomId, RoomName, Timestamp, User, UserId};
 use serde::Serialize;
 
 /// Something every connected client is told about.
@@ -12,6 +13,12 @@ use serde::Serialize;
 pub enum Event {
     #[serde(rename = "call.started")]
     CallStarted(CallStarted),
+    #[serde(rename = "call.accepted", rename_all = "camelCase")]
+    CallAccepted { call_id: CallId, user_id: UserId, answer_time: Timestamp },
+    #[serde(rename = "call.declined", rename_all = "camelCase")]
+    CallDeclined { call_id: CallId, user_id: UserId, reason: DeclineReason },
+    #[serde(rename = "call.missed", rename_all = "camelCase")]
+    CallMissed { call_id: CallId },
     #[serde(rename = "call.ended", rename_all = "camelCase")]
     CallEnded { call_id: CallId },
     #[serde(rename = "user.registered")]
@@ -58,6 +65,18 @@ impl Event {
         })
     }
 
+    pub fn call_accepted(call: CallId, by: UserId, at: Timestamp) -> Self {
+        Self::CallAccepted { call_id: call, user_id: by, answer_time: at }
+    }
+
+    pub fn call_declined(call: CallId, by: UserId, reason: DeclineReason) -> Self {
+        Self::CallDeclined { call_id: call, user_id: by, reason }
+    }
+
+    pub fn call_missed(call: CallId) -> Self {
+        Self::CallMissed { call_id: call }
+    }
+
     pub fn call_ended(call: CallId) -> Self {
         Self::CallEnded { call_id: call }
     }
@@ -80,8 +99,16 @@ impl Event {
     }
 
     /// Every event name of the contract.
-    pub const NAMES: [&'static str; 5] =
-        ["call.started", "call.ended", "user.registered", "room.created", "room.joined"];
+    pub const NAMES: [&'static str; 8] = [
+        "call.started",
+        "call.accepted",
+        "call.declined",
+        "call.missed",
+        "call.ended",
+        "user.registered",
+        "room.created",
+        "room.joined",
+    ];
 
     /// The contract's own name for `name`, if it is one (a bounded metric label).
     pub fn known_name(name: &str) -> Option<&'static str> {
@@ -92,6 +119,9 @@ impl Event {
     pub fn name(&self) -> &'static str {
         match self {
             Self::CallStarted(_) => "call.started",
+            Self::CallAccepted { .. } => "call.accepted",
+            Self::CallDeclined { .. } => "call.declined",
+            Self::CallMissed { .. } => "call.missed",
             Self::CallEnded { .. } => "call.ended",
             Self::UserRegistered { .. } => "user.registered",
             Self::RoomCreated(_) => "room.created",
@@ -116,7 +146,9 @@ mod tests {
         assert_eq!(v["event"], "call.started");
         let data = serde_json::to_value(&call).expect("serializes");
         let mut expected = data.as_object().expect("object").clone();
-        expected.remove("endTime");
+        for v2 in ["endTime", "answerTime", "endReason", "endedBy"] {
+            expected.remove(v2);
+        }
         assert_eq!(v["data"], Value::Object(expected));
     }
 
@@ -125,6 +157,21 @@ mod tests {
         let call = Call::new(UserId::new(), UserId::new());
         let v = wire(&Event::call_ended(call.id));
         assert_eq!(v, json!({"event": "call.ended", "data": {"callId": call.id}}));
+    }
+
+    #[test]
+    fn lifecycle_events_carry_the_contract_fields() {
+        let (call, user) = (CallId::new(), UserId::new());
+        let at = Timestamp::from_millis(1_795_809_271_123);
+        assert_eq!(
+            wire(&Event::call_accepted(call, user, at)),
+            json!({"event": "call.accepted", "data": {"callId": call, "userId": user, "answerTime": "2026-11-27T19:54:31.123Z"}})
+        );
+        assert_eq!(
+            wire(&Event::call_declined(call, user, DeclineReason::Busy)),
+            json!({"event": "call.declined", "data": {"callId": call, "userId": user, "reason": "busy"}})
+        );
+        assert_eq!(wire(&Event::call_missed(call)), json!({"event": "call.missed", "data": {"callId": call}}));
     }
 
     #[test]

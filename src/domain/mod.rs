@@ -3,12 +3,14 @@
 
 mod event;
 mod ids;
+mod lifecycle;
 mod name;
 mod resources;
 mod time;
 
 pub use event::Event;
 pub use ids::{CallId, RoomId, RoomName, UserId};
+pub use lifecycle::{DeclineReason, Outcome, Refusal, Timeouts, Transition};
 pub use name::{Name, NameError};
-pub use resources::{Call, CallFilter, CallStatus, LiveKitRoom, Room, User};
+pub use resources::{Call, CallFilter, CallStatus, EndReason, LiveKitRoom, Room, User};
 pub use time::Timestamp;

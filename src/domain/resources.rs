@@ -19,27 +19,62 @@ impl User {
     }
 }
 
-/// Where a call is in its life.
+/// Where a call is in its life: ringing, answered, or over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CallStatus {
     Initiated,
+    Accepted,
     Ended,
 }
 
 impl CallStatus {
+    pub const ALL: [Self; 3] = [Self::Initiated, Self::Accepted, Self::Ended];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Initiated => "initiated",
+            Self::Accepted => "accepted",
             Self::Ended => "ended",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "initiated" => Some(Self::Initiated),
-            "ended" => Some(Self::Ended),
-            _ => None,
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+}
+
+/// Why a call ended (section 6 of the contract).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EndReason {
+    /// Ended before it was accepted: by `/end`, or its LiveKit room finished.
+    Cancelled,
+    /// The callee declined.
+    Declined,
+    /// The callee declined as busy.
+    Busy,
+    /// Nobody answered before the ring timeout.
+    Missed,
+    /// Ended after it was accepted: by `/end`, or its LiveKit room finished.
+    Completed,
+    /// Still accepted at the maximum duration.
+    Expired,
+}
+
+impl EndReason {
+    pub const ALL: [Self; 6] =
+        [Self::Cancelled, Self::Declined, Self::Busy, Self::Missed, Self::Completed, Self::Expired];
+
+    /// The wire name, also a bounded metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancelled => "cancelled",
+            Self::Declined => "declined",
+            Self::Busy => "busy",
+            Self::Missed => "missed",
+            Self::Completed => "completed",
+            Self::Expired => "expired",
         }
     }
 }
@@ -55,6 +90,10 @@ pub struct Call {
     pub room_name: RoomName,
     pub start_time: Timestamp,
     pub end_time: Option<Timestamp>,
+    pub answer_time: Option<Timestamp>,
+    pub end_reason: Option<EndReason>,
+    /// The user who ended or declined it; `None` when the server ended it.
+    pub ended_by: Option<UserId>,
 }
 
 impl Call {
@@ -68,6 +107,9 @@ impl Call {
             room_name: RoomName::new(),
             start_time: Timestamp::now(),
             end_time: None,
+            answer_time: None,
+            end_reason: None,
+            ended_by: None,
         }
     }
 
@@ -92,6 +134,12 @@ struct CallView {
     room_name: RoomName,
     start_time: Timestamp,
     end_time: Option<Timestamp>,
+    /// When the callee answered (v2).
+    answer_time: Option<Timestamp>,
+    /// Why it ended (v2).
+    end_reason: Option<EndReason>,
+    /// Who ended or declined it; `null` when the server did, or `/end` named no one (v2).
+    ended_by: Option<UserId>,
 }
 
 impl Serialize for Call {
@@ -105,6 +153,9 @@ impl Serialize for Call {
             room_name: self.room_name,
             start_time: self.start_time,
             end_time: self.end_time,
+            answer_time: self.answer_time,
+            end_reason: self.end_reason,
+            ended_by: self.ended_by,
         }
         .serialize(s)
     }
@@ -184,7 +235,8 @@ mod tests {
         assert_eq!(v["status"], json!("initiated"));
         assert_eq!(v["endTime"], json!(null));
         let keys: Vec<_> = v.as_object().expect("object").keys().cloned().collect();
-        assert_eq!(keys.len(), 8);
+        assert_eq!(keys.len(), 11);
+        assert_eq!((&v["answerTime"], &v["endReason"], &v["endedBy"]), (&json!(null), &json!(null), &json!(null)));
         let back: Call = serde_json::from_value(v).expect("round trips");
         assert_eq!(back, call);
     }

@@ -1,9 +1,10 @@
 //! `/calls`
 
-use super::extract::{Body, CallQuery, Fields, FromFields, JsonObject, PathId};
-use super::openapi::{CallProblems, EndCallProblems, ListProblems, StartCallProblems};
+use super::extract::{Body, CallQuery, Fields, FromFields, OptionalBody, PathId};
+use super::openapi::{AcceptProblems, CallProblems, DeclineProblems, EndCallProblems, ListProblems, StartCallProblems};
 use super::{ApiError, AppState};
-use crate::domain::{Call, CallId, UserId};
+use crate::domain::{Call, CallId, DeclineReason, UserId};
+use crate::livekit::Grant;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -28,26 +29,81 @@ impl FromFields for NewCall {
     }
 }
 
-/// `POST /calls`: the call plus the caller's LiveKit token and URL.
+/// A call plus a LiveKit token for the user who asked (the caller of `POST /calls`, the
+/// callee of `/accept`) and the LiveKit URL.
 #[derive(Serialize, ToSchema)]
-pub struct Started {
+pub struct CallWithToken {
     #[serde(flatten)]
     call: Call,
-    /// A LiveKit access token for the caller (identity `fromUserId`, room `roomName`).
+    /// A LiveKit access token for the user who asked (identity: their id, room `roomName`).
     token: String,
     /// The LiveKit server URL.
     url: String,
 }
 
+impl CallWithToken {
+    fn new(call: Call, grant: Grant) -> Json<Self> {
+        Json(Self { call, token: grant.token, url: grant.url })
+    }
+}
+
+/// The body of `/accept`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Acceptance {
+    /// The callee.
+    user_id: UserId,
+}
+
+impl FromFields for Acceptance {
+    fn read(fields: &mut Fields<'_>) -> Option<Self> {
+        Some(Self { user_id: fields.id("userId", UserId::parse)? })
+    }
+}
+
+/// The body of `/decline`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Refusal {
+    /// The callee.
+    user_id: UserId,
+    /// `declined` (the default) or `busy`.
+    #[schema(required = false)]
+    reason: DeclineReason,
+}
+
+impl FromFields for Refusal {
+    fn read(fields: &mut Fields<'_>) -> Option<Self> {
+        let user = fields.id("userId", UserId::parse);
+        let reason = fields.optional_choice("reason", DeclineReason::parse, "declined, busy");
+        Some(Self { user_id: user?, reason: reason?.unwrap_or_default() })
+    }
+}
+
+/// The optional body of `/end`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Ending {
+    /// Who ends it: the caller or the callee; becomes `endedBy`.
+    #[schema(required = false)]
+    user_id: Option<UserId>,
+}
+
+impl FromFields for Ending {
+    fn read(fields: &mut Fields<'_>) -> Option<Self> {
+        Some(Self { user_id: fields.optional_id("userId", UserId::parse)? })
+    }
+}
+
 /// Starts a call and announces it with `call.started`.
 #[utoipa::path(operation_id = "startCall", post, path = "/calls", tag = "calls", request_body = NewCall,
-    responses((status = 201, description = "The call, with the caller's LiveKit token", body = Started), StartCallProblems))]
+    responses((status = 201, description = "The call, with the caller's LiveKit token", body = CallWithToken), StartCallProblems))]
 pub async fn start(
     State(app): State<AppState>,
     Body(NewCall { from_user_id, to_user_id }): Body<NewCall>,
-) -> Result<(StatusCode, Json<Started>), ApiError> {
+) -> Result<(StatusCode, Json<CallWithToken>), ApiError> {
     let (call, grant) = app.service.start_call(from_user_id, to_user_id).await?;
-    Ok((StatusCode::CREATED, Json(Started { call, token: grant.token, url: grant.url })))
+    Ok((StatusCode::CREATED, CallWithToken::new(call, grant)))
 }
 
 /// Calls, newest first, optionally of one user or in one state.
@@ -64,14 +120,45 @@ pub async fn get(State(app): State<AppState>, id: PathId) -> Result<Json<Call>, 
     Ok(Json(app.service.call(call_id(&id)?).await?))
 }
 
+/// The callee answers a ringing call, announced with `call.accepted`; accepting an
+/// accepted call returns it as it is and announces nothing.
+#[utoipa::path(operation_id = "acceptCall", post, path = "/calls/{id}/accept", tag = "calls", params(("id" = String, Path, description = "The call's id")),
+    request_body = Acceptance,
+    responses((status = 200, description = "The accepted call, with the callee's LiveKit token", body = CallWithToken), AcceptProblems))]
+pub async fn accept(
+    State(app): State<AppState>,
+    id: PathId,
+    Body(Acceptance { user_id }): Body<Acceptance>,
+) -> Result<Json<CallWithToken>, ApiError> {
+    let (call, grant) = app.service.accept_call(call_id(&id)?, user_id).await?;
+    Ok(CallWithToken::new(call, grant))
+}
+
+/// The callee declines a ringing call: `call.declined`, then `call.ended`. Declining an
+/// ended call returns it as it is and announces nothing.
+#[utoipa::path(operation_id = "declineCall", post, path = "/calls/{id}/decline", tag = "calls", params(("id" = String, Path, description = "The call's id")),
+    request_body = Refusal,
+    responses((status = 200, description = "The declined call", body = Call), DeclineProblems))]
+pub async fn decline(
+    State(app): State<AppState>,
+    id: PathId,
+    Body(Refusal { user_id, reason }): Body<Refusal>,
+) -> Result<Json<Call>, ApiError> {
+    Ok(Json(app.service.decline_call(call_id(&id)?, user_id, reason).await?))
+}
+
 /// Ends a call and announces it with `call.ended`, once: ending an ended call returns it
-/// as it is and announces nothing. Takes no body, or any JSON object (unknown fields are
-/// ignored).
+/// as it is and announces nothing. Takes no body, `{}`, or `{ "userId" }` naming the caller
+/// or callee who ends it (unknown fields are ignored).
 #[utoipa::path(operation_id = "endCall", post, path = "/calls/{id}/end", tag = "calls", params(("id" = String, Path, description = "The call's id")),
-    request_body(content = Option<Object>, description = "Nothing, or any JSON object"),
+    request_body(content = Option<Ending>, description = "Nothing, `{}`, or who ends the call"),
     responses((status = 200, description = "The ended call", body = Call), EndCallProblems))]
-pub async fn end(State(app): State<AppState>, id: PathId, _: JsonObject) -> Result<Json<Call>, ApiError> {
-    Ok(Json(app.service.end_call(call_id(&id)?).await?))
+pub async fn end(
+    State(app): State<AppState>,
+    id: PathId,
+    OptionalBody(Ending { user_id }): OptionalBody<Ending>,
+) -> Result<Json<Call>, ApiError> {
+    Ok(Json(app.service.end_call(call_id(&id)?, user_id).await?))
 }
 
 fn call_id(id: &PathId) -> Result<CallId, ApiError> {

@@ -1,5 +1,6 @@
 //! Problem documents (RFC 9457): the one place where failures become status codes.
 
+use crate::livekit::Rejected;
 use crate::service;
 use crate::store::Unavailable;
 use axum::http::{StatusCode, header};
@@ -95,7 +96,11 @@ impl From<service::Error> for ApiError {
             E::CallNotFound(_) => Self::new(StatusCode::NOT_FOUND, "call_not_found", detail),
             E::RoomNotFound(_) | E::NoSuchLiveKitRoom(_) => Self::new(StatusCode::NOT_FOUND, "room_not_found", detail),
             E::CallEnded(_) => Self::new(StatusCode::CONFLICT, "call_ended", detail),
-            E::NotAParticipant { .. } => Self::new(StatusCode::FORBIDDEN, "not_a_participant", detail),
+            E::CallAlreadyAccepted(_) => Self::new(StatusCode::CONFLICT, "call_already_accepted", detail),
+            E::NotAParticipant { .. } | E::NotInCall(_) => {
+                Self::new(StatusCode::FORBIDDEN, "not_a_participant", detail)
+            }
+            E::NotTheCallee(_) => Self::new(StatusCode::FORBIDDEN, "not_the_callee", detail),
             E::SelfCall => {
                 Self::invalid(vec![FieldError { field: "toUserId", message: "must differ from fromUserId".into() }])
             }
@@ -114,6 +119,8 @@ impl From<service::Error> for ApiError {
                 };
                 Self { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail) }
             }
+            E::Webhook(Rejected::Signature) => Self::new(StatusCode::UNAUTHORIZED, "invalid_signature", detail),
+            E::Webhook(Rejected::Body(_)) => Self::new(StatusCode::BAD_REQUEST, "invalid_json", detail),
             E::Signing(cause) => {
                 tracing::error!(error = %cause, "token signing failed");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not issue a token")
@@ -135,7 +142,11 @@ mod tests {
             (service::Error::NoSuchLiveKitRoom(RoomName::new()), 404, "room_not_found"),
             (service::Error::CallEnded(CallId::new()), 409, "call_ended"),
             (service::Error::NotAParticipant { user: UserId::new(), room: RoomName::new() }, 403, "not_a_participant"),
+            (service::Error::CallAlreadyAccepted(CallId::new()), 409, "call_already_accepted"),
+            (service::Error::NotInCall(CallId::new()), 403, "not_a_participant"),
+            (service::Error::NotTheCallee(CallId::new()), 403, "not_the_callee"),
             (service::Error::SelfCall, 422, "validation_failed"),
+            (service::Error::Webhook(Rejected::Signature), 401, "invalid_signature"),
             (service::Error::Unavailable(Unavailable::Unreachable("down".into())), 503, "store_unavailable"),
             (service::Error::Unavailable(Unavailable::Unconfirmed("timeout".into())), 503, "outcome_unknown"),
         ];

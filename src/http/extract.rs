@@ -4,6 +4,7 @@
 use super::AppState;
 use super::error::{ApiError, FieldError};
 use crate::domain::{CallFilter, CallStatus, Name, NameError, UserId};
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{StatusCode, header, request::Parts};
 use serde_json::{Map, Value};
@@ -49,32 +50,51 @@ impl<T: FromFields> FromRequest<AppState> for Body<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let JsonObject(body) = JsonObject::from_request(req, state).await?;
         let body = body.ok_or_else(|| ApiError::invalid_json("a JSON object body is required"))?;
-        let mut fields = Fields::new(&body);
-        let value = T::read(&mut fields);
-        fields.finish(|| value).map(Self)
+        read_fields(&body).map(Self)
     }
+}
+
+/// An optional JSON body, parsed into `T`: no body reads as `{}`.
+pub struct OptionalBody<T>(pub T);
+
+impl<T: FromFields> FromRequest<AppState> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let JsonObject(body) = JsonObject::from_request(req, state).await?;
+        read_fields(&body.unwrap_or_default()).map(Self)
+    }
+}
+
+fn read_fields<T: FromFields>(body: &Map<String, Value>) -> Result<T, ApiError> {
+    let mut fields = Fields::new(body);
+    let value = T::read(&mut fields);
+    fields.finish(|| value)
+}
+
+/// Reads a whole body of at most `limit` bytes within the body deadline (413 or 408).
+pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large =
+        || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body exceeds {limit} bytes"));
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
+        if caused_by_timeout(&e) {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the body did not arrive in time")
+        } else {
+            too_large()
+        }
+    })
 }
 
 impl FromRequest<AppState> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let limit = state.body_limit;
-        let too_large = || {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body exceeds {limit} bytes"))
-        };
-        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(too_large());
-        }
         let is_json = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(is_json_type);
-        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
-            if caused_by_timeout(&e) {
-                ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the body did not arrive in time")
-            } else {
-                too_large()
-            }
-        })?;
+        let bytes = read_body(req, state.body_limit).await?;
         if bytes.is_empty() {
             return Ok(Self(None));
         }
@@ -149,6 +169,34 @@ impl<'a> Fields<'a> {
             self.fail(field, "must be a UUID");
         }
         id
+    }
+
+    /// An optional UUID: `Some(None)` when absent or null, `None` when invalid.
+    pub fn optional_id<T>(&mut self, field: &'static str, parse: fn(&str) -> Option<T>) -> Option<Option<T>> {
+        match self.body.get(field) {
+            None | Some(Value::Null) => Some(None),
+            Some(_) => self.id(field, parse).map(Some),
+        }
+    }
+
+    /// An optional string naming one of a few choices: `Some(None)` when absent or null,
+    /// `None` when invalid.
+    pub fn optional_choice<T>(
+        &mut self,
+        field: &'static str,
+        parse: fn(&str) -> Option<T>,
+        choices: &str,
+    ) -> Option<Option<T>> {
+        match self.body.get(field) {
+            None | Some(Value::Null) => Some(None),
+            Some(_) => {
+                let value = parse(self.string(field)?);
+                if value.is_none() {
+                    self.fail(field, format!("must be one of {choices}"));
+                }
+                value.map(Some)
+            }
+        }
     }
 
     /// The parsed request, or 422 listing every invalid field.
@@ -259,7 +307,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CallQuery {
         if let Some(raw) = param(&pairs, "status") {
             filter.status = CallStatus::parse(raw);
             if filter.status.is_none() {
-                errors.push(FieldError { field: "status", message: "must be initiated or ended".into() });
+                errors.push(FieldError { field: "status", message: "must be initiated, accepted or ended".into() });
             }
         }
         if errors.is_empty() { Ok(Self { limit, filter }) } else { Err(ApiError::invalid(errors)) }

@@ -23,9 +23,9 @@ use utoipa::openapi::{
     ),
     paths(
         users::register, users::list, users::get,
-        calls::start, calls::list, calls::get, calls::end,
+        calls::start, calls::list, calls::get, calls::accept, calls::decline, calls::end,
         rooms::create, rooms::list, rooms::get, rooms::join,
-        livekit::token,
+        livekit::token, livekit::webhook,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
     components(schemas(Problem)),
@@ -33,7 +33,7 @@ use utoipa::openapi::{
         (name = "users", description = "Registered users"),
         (name = "calls", description = "One-to-one calls"),
         (name = "rooms", description = "Group rooms"),
-        (name = "livekit", description = "LiveKit access tokens"),
+        (name = "livekit", description = "LiveKit access tokens and webhooks"),
         (name = "operations", description = "Probes, metrics and this document"),
     )
 )]
@@ -102,10 +102,24 @@ problem_set! {
         400 => ["invalid_json"], 408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
         404 => ["user_not_found"], 422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
     }
-    /// The body is optional and not read.
     EndCallProblems {
-        400 => ["invalid_json"], 408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
-        404 => ["call_not_found"], 503 => ["store_unavailable", "outcome_unknown"],
+        400 => ["invalid_json"], 403 => ["not_a_participant"], 408 => ["request_timeout"], 413 => ["payload_too_large"],
+        415 => ["unsupported_media_type"], 404 => ["call_not_found"], 422 => ["validation_failed"],
+        503 => ["store_unavailable", "outcome_unknown"],
+    }
+    AcceptProblems {
+        400 => ["invalid_json"], 403 => ["not_the_callee"], 404 => ["call_not_found"], 409 => ["call_ended"],
+        408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
+        422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
+    }
+    DeclineProblems {
+        400 => ["invalid_json"], 403 => ["not_the_callee"], 404 => ["call_not_found"], 409 => ["call_already_accepted"],
+        408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
+        422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
+    }
+    WebhookProblems {
+        400 => ["invalid_json"], 401 => ["invalid_signature"], 408 => ["request_timeout"], 413 => ["payload_too_large"],
+        503 => ["store_unavailable", "outcome_unknown"],
     }
     JoinProblems {
         400 => ["invalid_json"], 408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
@@ -114,6 +128,6 @@ problem_set! {
     TokenProblems {
         400 => ["invalid_json"], 403 => ["not_a_participant"], 404 => ["room_not_found", "user_not_found"],
         409 => ["call_ended"], 408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
-        422 => ["validation_failed"], 503 => ["store_unavailable"],
+        422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
     }
 }

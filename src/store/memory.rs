@@ -2,14 +2,13 @@
 //! atomic, which gives the same semantics as the Redis scripts; a change's event is sent
 //! on the in-process bus under the same lock.
 
-use super::{EndCall, Join, NewCall, Store, StoreResult};
-use crate::domain::{
-    Call, CallFilter, CallId, CallStatus, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId,
-};
+use super::{CallChange, CallUpdate, DELIVERY_ID_TTL, Join, NewCall, Store, StoreResult};
+use crate::domain::{Call, CallFilter, CallId, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId};
 use crate::events::LocalBus;
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 #[derive(Default)]
 struct State {
@@ -20,6 +19,38 @@ struct State {
     rooms: HashMap<RoomId, Room>,
     room_order: Vec<RoomId>,
     room_names: HashMap<RoomName, Owner>,
+    /// Each call's next deadline, and the same ordered by time for the timers.
+    deadlines: HashMap<CallId, i64>,
+    due: BTreeSet<(i64, CallId)>,
+    /// Delivery ids already applied, with when each may be forgotten.
+    deliveries: HashMap<String, Instant>,
+}
+
+impl State {
+    fn set_deadline(&mut self, id: CallId, deadline: Option<Timestamp>) {
+        if let Some(old) = self.deadlines.remove(&id) {
+            self.due.remove(&(old, id));
+        }
+        if let Some(at) = deadline {
+            self.deadlines.insert(id, at.millis());
+            self.due.insert((at.millis(), id));
+        }
+    }
+
+    /// Remembers `id`; false when it was already remembered.
+    fn first_delivery(&mut self, id: &str) -> bool {
+        let now = Instant::now();
+        if self.deliveries.len() >= 1024 {
+            self.deliveries.retain(|_, forget_at| *forget_at > now);
+        }
+        match self.deliveries.get(id) {
+            Some(forget_at) if *forget_at > now => false,
+            _ => {
+                self.deliveries.insert(id.to_owned(), now + DELIVERY_ID_TTL);
+                true
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -66,7 +97,7 @@ impl Store for MemoryStore {
         Ok(s.user_order.iter().take(limit).map(|id| s.users[id].clone()).collect())
     }
 
-    async fn insert_call(&self, call: &Call, event: &str) -> StoreResult<NewCall> {
+    async fn insert_call(&self, call: &Call, deadline: Option<Timestamp>, event: &str) -> StoreResult<NewCall> {
         let mut s = self.lock();
         for id in [call.from_user_id, call.to_user_id] {
             if !s.users.contains_key(&id) {
@@ -76,6 +107,7 @@ impl Store for MemoryStore {
         s.calls.insert(call.id, call.clone());
         s.call_order.push(call.id);
         s.room_names.insert(call.room_name, Owner::Call(call.id));
+        s.set_deadline(call.id, deadline);
         let caller = s.users[&call.from_user_id].clone();
         self.bus.send(event);
         Ok(NewCall::Stored { caller })
@@ -91,19 +123,33 @@ impl Store for MemoryStore {
         Ok(newest_first.filter(|c| filter.matches(c)).take(limit).cloned().collect())
     }
 
-    async fn end_call(&self, id: CallId, at: Timestamp, event: &str) -> StoreResult<EndCall> {
+    async fn update_call(&self, change: CallChange<'_>) -> StoreResult<CallUpdate> {
         let mut s = self.lock();
-        let Some(call) = s.calls.get_mut(&id) else {
-            return Ok(EndCall::NotFound);
+        let id = change.call.id;
+        let Some(stored) = s.calls.get(&id) else {
+            return Ok(CallUpdate::Stale(None));
         };
-        if call.status == CallStatus::Ended {
-            return Ok(EndCall::AlreadyEnded(call.clone()));
+        if change.claim.is_some_and(|at| s.deadlines.get(&id) != Some(&at.millis())) {
+            return Ok(CallUpdate::Unclaimed);
         }
-        call.status = CallStatus::Ended;
-        call.end_time = Some(at);
-        let ended = call.clone();
-        self.bus.send(event);
-        Ok(EndCall::Ended(ended))
+        if stored.status != change.from {
+            return Ok(CallUpdate::Stale(Some(stored.clone())));
+        }
+        if change.once.is_some_and(|once| !s.first_delivery(once)) {
+            return Ok(CallUpdate::Duplicate);
+        }
+        s.calls.insert(id, change.call.clone());
+        s.set_deadline(id, change.deadline);
+        for event in change.events {
+            self.bus.send(event);
+        }
+        Ok(CallUpdate::Applied)
+    }
+
+    async fn due_calls(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<(CallId, Timestamp)>> {
+        let s = self.lock();
+        let due = s.due.iter().take_while(|(at, _)| *at <= now.millis()).take(limit);
+        Ok(due.map(|&(at, id)| (id, Timestamp::from_millis(at))).collect())
     }
 
     async fn insert_room(&self, room: &Room, event: &str) -> StoreResult<()> {

@@ -7,18 +7,21 @@ mod redis;
 pub use memory::MemoryStore;
 pub use redis::{RedisStore, WaitReplicas};
 
-use crate::domain::{Call, CallFilter, CallId, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId};
+use crate::domain::{
+    Call, CallFilter, CallId, CallStatus, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId,
+};
 use async_trait::async_trait;
 
 /// Every operation name Redis metrics are labelled with (a bounded set).
-pub const REDIS_OPS: [&str; 14] = [
+pub const REDIS_OPS: [&str; 15] = [
     "insert_user",
     "get_user",
     "list_users",
     "insert_call",
     "get_call",
     "list_calls",
-    "end_call",
+    "update_call",
+    "due_calls",
     "insert_room",
     "get_room",
     "list_rooms",
@@ -43,14 +46,39 @@ pub enum Unavailable {
 
 pub type StoreResult<T> = Result<T, Unavailable>;
 
-/// The outcome of ending a call; only `Ended` may publish `call.ended`.
+/// How long a delivery id (a LiveKit webhook's) is remembered: LiveKit retries for
+/// minutes, not days.
+pub const DELIVERY_ID_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// One transition of a call, decided on the call as it was read; applied only if that
+/// decision still holds.
+#[derive(Debug)]
+pub struct CallChange<'a> {
+    /// The status it was decided on; every transition changes the status, so an equal
+    /// stored status means nothing happened to the call in between.
+    pub from: CallStatus,
+    /// The call after the change.
+    pub call: &'a Call,
+    /// When its next timer is due after the change (`None`: it has none).
+    pub deadline: Option<Timestamp>,
+    /// A timer's claim: apply only while the stored deadline is still this one.
+    pub claim: Option<Timestamp>,
+    /// A delivery id (a webhook's): apply at most once per id, within [`DELIVERY_ID_TTL`].
+    pub once: Option<&'a str>,
+    /// The encoded events announcing the change, in order.
+    pub events: &'a [String],
+}
+
+/// What became of a [`CallChange`]; only `Applied` published its events.
 #[derive(Debug, PartialEq, Eq)]
-pub enum EndCall {
-    /// This request ended the call.
-    Ended(Call),
-    /// The call had already ended; it is returned as it is.
-    AlreadyEnded(Call),
-    NotFound,
+pub enum CallUpdate {
+    Applied,
+    /// The call changed since it was read: here it is as it is now (`None`: no such call).
+    Stale(Option<Call>),
+    /// The timer's deadline moved or went: nothing is due.
+    Unclaimed,
+    /// This delivery id was applied before.
+    Duplicate,
 }
 
 /// The outcome of joining a room.
@@ -88,13 +116,16 @@ pub trait Store: Send + Sync {
     /// Oldest first.
     async fn users(&self, limit: usize) -> StoreResult<Vec<User>>;
 
-    /// Stores the call only if both users exist.
-    async fn insert_call(&self, call: &Call, event: &str) -> StoreResult<NewCall>;
+    /// Stores the call, with its first deadline, only if both users exist.
+    async fn insert_call(&self, call: &Call, deadline: Option<Timestamp>, event: &str) -> StoreResult<NewCall>;
     async fn call(&self, id: CallId) -> StoreResult<Option<Call>>;
     /// Newest first.
     async fn calls(&self, filter: CallFilter, limit: usize) -> StoreResult<Vec<Call>>;
-    /// Ends the call unless it has ended already: exactly one caller ever sees `Ended`.
-    async fn end_call(&self, id: CallId, at: Timestamp, event: &str) -> StoreResult<EndCall>;
+    /// Applies one transition, its deadline and its events, unless the call moved on: of
+    /// racing changes decided on the same state, exactly one is applied.
+    async fn update_call(&self, change: CallChange<'_>) -> StoreResult<CallUpdate>;
+    /// Calls whose deadline is at or before `now`, earliest first, with that deadline.
+    async fn due_calls(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<(CallId, Timestamp)>>;
 
     async fn insert_room(&self, room: &Room, event: &str) -> StoreResult<()>;
     async fn room(&self, id: RoomId) -> StoreResult<Option<Room>>;

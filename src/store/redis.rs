@@ -1,7 +1,7 @@
 //! The Redis store: documents as JSON strings, sorted-set indexes for the lists, and one
 //! Lua script per change so that racing replicas see each transition exactly once.
 
-use super::{EndCall, Join, NewCall, Store, StoreResult, Unavailable};
+use super::{CallChange, CallUpdate, DELIVERY_ID_TTL, Join, NewCall, Store, StoreResult, Unavailable};
 use crate::domain::{Call, CallFilter, CallId, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId};
 use crate::telemetry::metrics;
 use async_trait::async_trait;
@@ -37,7 +37,8 @@ enum Access {
 struct Scripts {
     insert_user: Lua,
     insert_call: Lua,
-    end_call: Lua,
+    update_call: Lua,
+    due_calls: Lua,
     insert_room: Lua,
     join_room: Lua,
     list: Lua,
@@ -78,7 +79,8 @@ impl RedisStore {
         let scripts = Scripts {
             insert_user: Lua::new(include_str!("lua/insert_user.lua")),
             insert_call: Lua::new(include_str!("lua/insert_call.lua")),
-            end_call: Lua::new(include_str!("lua/end_call.lua")),
+            update_call: Lua::new(include_str!("lua/update_call.lua")),
+            due_calls: Lua::new(include_str!("lua/due_calls.lua")),
             insert_room: Lua::new(include_str!("lua/insert_room.lua")),
             join_room: Lua::new(include_str!("lua/join_room.lua")),
             list: Lua::new(include_str!("lua/list.lua")),
@@ -208,6 +210,10 @@ fn next(items: &mut std::vec::IntoIter<Value>) -> Value {
     items.next().unwrap_or(Value::Null)
 }
 
+fn millis_or_empty(at: Option<Timestamp>) -> String {
+    at.map(|t| t.millis().to_string()).unwrap_or_default()
+}
+
 fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
@@ -240,7 +246,7 @@ impl Store for RedisStore {
         reply.into_iter().filter(|v| !v.is_null()).map(|v| parse(&text(v)?)).collect()
     }
 
-    async fn insert_call(&self, call: &Call, event: &str) -> StoreResult<NewCall> {
+    async fn insert_call(&self, call: &Call, deadline: Option<Timestamp>, event: &str) -> StoreResult<NewCall> {
         let args = vec![
             call.id.to_string(),
             call.from_user_id.to_string(),
@@ -248,6 +254,7 @@ impl Store for RedisStore {
             call.room_name.to_string(),
             json(call),
             call.start_time.millis().to_string(),
+            millis_or_empty(deadline),
             event.to_owned(),
         ];
         let (tag, mut rest) = tagged(self.eval("insert_call", Access::Write, &self.scripts.insert_call, args).await?)?;
@@ -269,16 +276,45 @@ impl Store for RedisStore {
         reply.into_iter().filter(|v| !v.is_null()).map(|v| parse(&text(v)?)).collect()
     }
 
-    async fn end_call(&self, id: CallId, at: Timestamp, event: &str) -> StoreResult<EndCall> {
-        let at = json(&at).trim_matches('"').to_owned();
-        let args = vec![id.to_string(), at, event.to_owned()];
-        let reply = self.eval("end_call", Access::Write, &self.scripts.end_call, args).await?;
-        let (tag, mut rest) = tagged(reply)?;
-        match tag.as_str() {
-            "ended" => Ok(EndCall::Ended(parse(&text(next(&mut rest))?)?)),
-            "already" => Ok(EndCall::AlreadyEnded(parse(&text(next(&mut rest))?)?)),
-            _ => Ok(EndCall::NotFound),
-        }
+    async fn update_call(&self, change: CallChange<'_>) -> StoreResult<CallUpdate> {
+        let call = change.call;
+        let mut args = vec![
+            call.id.to_string(),
+            call.from_user_id.to_string(),
+            call.to_user_id.to_string(),
+            change.from.as_str().to_owned(),
+            call.status.as_str().to_owned(),
+            json(call),
+            millis_or_empty(change.deadline),
+            millis_or_empty(change.claim),
+            change.once.unwrap_or_default().to_owned(),
+            DELIVERY_ID_TTL.as_secs().to_string(),
+        ];
+        args.extend(change.events.iter().cloned());
+        let (tag, mut rest) = tagged(self.eval("update_call", Access::Write, &self.scripts.update_call, args).await?)?;
+        Ok(match tag.as_str() {
+            "applied" => CallUpdate::Applied,
+            "unclaimed" => CallUpdate::Unclaimed,
+            "duplicate" => CallUpdate::Duplicate,
+            _ => match next(&mut rest) {
+                Value::Null => CallUpdate::Stale(None),
+                doc => CallUpdate::Stale(Some(parse(&text(doc)?)?)),
+            },
+        })
+    }
+
+    async fn due_calls(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<(CallId, Timestamp)>> {
+        let args = vec![now.millis().to_string(), limit.to_string()];
+        let reply = self.eval("due_calls", Access::Read, &self.scripts.due_calls, args).await?.into_array();
+        let bad = || Unavailable::Unreachable("bad deadline entry".into());
+        reply
+            .chunks(2)
+            .map(|pair| {
+                let id = pair.first().and_then(Value::as_str).and_then(|s| CallId::parse(&s)).ok_or_else(bad)?;
+                let at = pair.get(1).and_then(Value::as_f64).ok_or_else(bad)?;
+                Ok((id, Timestamp::from_millis(at as i64)))
+            })
+            .collect()
     }
 
     async fn insert_room(&self, room: &Room, event: &str) -> StoreResult<()> {

@@ -21,6 +21,12 @@ const REDIS_CONNECTED: &str = "switchboard_redis_connected";
 const READY: &str = "switchboard_ready";
 const CALLS_STARTED: &str = "switchboard_calls_started_total";
 const CALLS_ENDED: &str = "switchboard_calls_ended_total";
+const CALLS_ACCEPTED: &str = "switchboard_calls_accepted_total";
+const CALL_RING: &str = "switchboard_call_ring_seconds";
+const CALL_DURATION: &str = "switchboard_call_duration_seconds";
+const TIMERS_FIRED: &str = "switchboard_call_timers_fired_total";
+const TIMER_LATENESS: &str = "switchboard_call_timer_lateness_seconds";
+const WEBHOOKS: &str = "switchboard_livekit_webhooks_total";
 const ROOMS_CREATED: &str = "switchboard_rooms_created_total";
 const ROOM_JOINS: &str = "switchboard_room_joins_total";
 const USERS_REGISTERED: &str = "switchboard_users_registered_total";
@@ -32,6 +38,13 @@ const HTTP_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 /// Redis round trips and relay hops: from 100 µs to a second.
 const FAST_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
+/// Time a call rang until answered: up to the longest sensible ring timeout.
+const RING_BUCKETS: &[f64] = &[0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 120.0];
+/// Answered calls' durations: seconds to hours.
+const DURATION_BUCKETS: &[f64] = &[5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0];
+/// How late a timer fired; the contract allows 2 s.
+const LATENESS_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+
 /// Installs the process-wide recorder once (tests run many apps in one process) and
 /// returns the handle `/metrics` renders.
 pub fn install() -> PrometheusHandle {
@@ -42,6 +55,9 @@ pub fn install() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), HTTP_BUCKETS)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(RELAY_DELAY.into()), FAST_BUCKETS))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(REDIS_DURATION.into()), FAST_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(CALL_RING.into()), RING_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(CALL_DURATION.into()), DURATION_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(TIMER_LATENESS.into()), LATENESS_BUCKETS))
                 .expect("bucket lists are non-empty")
                 .build_recorder();
             let handle = recorder.handle();
@@ -80,7 +96,13 @@ fn describe() {
     describe_gauge!(REDIS_CONNECTED, "1 while the Redis client is connected, by client (data, subscriber)");
     describe_gauge!(READY, "1 while this replica is ready (store reachable, relay subscribed)");
     describe_counter!(CALLS_STARTED, "Calls started");
-    describe_counter!(CALLS_ENDED, "Calls ended");
+    describe_counter!(CALLS_ENDED, "Calls ended, by end reason");
+    describe_counter!(CALLS_ACCEPTED, "Calls the callee answered");
+    describe_histogram!(CALL_RING, Unit::Seconds, "How long answered calls rang, from startTime to answerTime");
+    describe_histogram!(CALL_DURATION, Unit::Seconds, "How long answered calls lasted, from answerTime to endTime");
+    describe_counter!(TIMERS_FIRED, "Call deadlines this replica fired, by kind (missed, expired)");
+    describe_histogram!(TIMER_LATENESS, Unit::Seconds, "How long after its deadline a call timer fired");
+    describe_counter!(WEBHOOKS, "LiveKit webhooks received, by type and outcome");
     describe_counter!(ROOMS_CREATED, "Rooms created");
     describe_counter!(ROOM_JOINS, "Successful room joins (repeat joins included)");
     describe_counter!(USERS_REGISTERED, "Users registered");
@@ -98,11 +120,17 @@ fn zero() {
     for op in crate::store::REDIS_OPS {
         counter!(REDIS_ERRORS, "op" => op).absolute(0);
     }
+    for reason in crate::domain::EndReason::ALL {
+        counter!(CALLS_ENDED, "reason" => reason.as_str()).absolute(0);
+    }
+    for kind in ["missed", "expired"] {
+        counter!(TIMERS_FIRED, "kind" => kind).absolute(0);
+    }
     for name in [
         CONNECTIONS_REFUSED,
         EVENTS_DROPPED,
         CALLS_STARTED,
-        CALLS_ENDED,
+        CALLS_ACCEPTED,
         ROOMS_CREATED,
         ROOM_JOINS,
         USERS_REGISTERED,
@@ -172,8 +200,29 @@ pub fn call_started() {
     counter!(CALLS_STARTED).increment(1);
 }
 
-pub fn call_ended() {
-    counter!(CALLS_ENDED).increment(1);
+/// A call was answered after ringing for `ring`.
+pub fn call_accepted(ring: Duration) {
+    counter!(CALLS_ACCEPTED).increment(1);
+    histogram!(CALL_RING).record(ring.as_secs_f64());
+}
+
+/// A call ended for `reason`; `lasted` is its duration when it had been answered.
+pub fn call_ended(reason: &'static str, lasted: Option<Duration>) {
+    counter!(CALLS_ENDED, "reason" => reason).increment(1);
+    if let Some(lasted) = lasted {
+        histogram!(CALL_DURATION).record(lasted.as_secs_f64());
+    }
+}
+
+/// A call deadline fired `late` after it was due.
+pub fn timer_fired(kind: &'static str, late: Duration) {
+    counter!(TIMERS_FIRED, "kind" => kind).increment(1);
+    histogram!(TIMER_LATENESS).record(late.as_secs_f64());
+}
+
+/// A LiveKit webhook of `kind` (a bounded label) and what came of it.
+pub fn webhook(kind: &'static str, outcome: &'static str) {
+    counter!(WEBHOOKS, "type" => kind, "outcome" => outcome).increment(1);
 }
 
 pub fn room_created() {

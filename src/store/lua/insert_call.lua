@@ -1,4 +1,4 @@
--- ARGV: id, fromUserId, toUserId, roomName, document, score (startTime in ms), event
+-- ARGV: id, fromUserId, toUserId, roomName, document, score (startTime in ms), deadline (ms) or '', event
 -- Returns {'ok', caller document} or {'no_user', missing id}; writes nothing in the latter case.
 local id, from, to = ARGV[1], ARGV[2], ARGV[3]
 local caller = redis.call('GET', p .. 'user:' .. from)
@@ -11,5 +11,7 @@ for _, idx in ipairs({'calls', 'user:' .. from .. ':calls', 'user:' .. to .. ':c
   redis.call('ZADD', p .. idx .. ':initiated', ARGV[6], id)
 end
 redis.call('SET', p .. 'roomname:' .. ARGV[4], 'call:' .. id)
-emit(ARGV[7])
+-- The ring timeout: a stored deadline every replica's timer polls (see due_calls.lua).
+if ARGV[7] ~= '' then redis.call('ZADD', p .. 'deadlines', ARGV[7], id) end
+emit(ARGV[8])
 return {'ok', caller}

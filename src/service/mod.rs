@@ -1,13 +1,18 @@
 //! The use cases. The service owns the contract's invariants: validate, then store each
 //! change together with its event (one atomic step); a failed request stores nothing and
-//! publishes nothing.
+//! publishes nothing. The call lifecycle is in [`lifecycle`].
+
+mod lifecycle;
+
+pub use lifecycle::{Transitioned, WebhookOutcome};
 
 use crate::domain::{
-    Call, CallFilter, CallId, Event, LiveKitRoom, Name, Room, RoomId, RoomName, Timestamp, User, UserId,
+    Call, CallFilter, CallId, CallStatus, Event, LiveKitRoom, Name, Room, RoomId, RoomName, Timeouts, Transition, User,
+    UserId,
 };
 use crate::events::{self, EventBus};
-use crate::livekit::{Grant, SigningFailed, TokenIssuer};
-use crate::store::{EndCall, Join, NewCall, Store, Unavailable};
+use crate::livekit::{Grant, Rejected, SigningFailed, TokenIssuer, WebhookVerifier};
+use crate::store::{Join, NewCall, Store, Unavailable};
 use crate::telemetry::metrics;
 use std::sync::Arc;
 
@@ -24,14 +29,22 @@ pub enum Error {
     NoSuchLiveKitRoom(RoomName),
     #[error("call {0} has ended")]
     CallEnded(CallId),
+    #[error("call {0} was accepted; it can no longer be declined")]
+    CallAlreadyAccepted(CallId),
     #[error("user {user} may not join {room}")]
     NotAParticipant { user: UserId, room: RoomName },
+    #[error("only the caller or the callee may end call {0}")]
+    NotInCall(CallId),
+    #[error("only the callee may accept or decline call {0}")]
+    NotTheCallee(CallId),
     #[error("a user cannot call themselves")]
     SelfCall,
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
     #[error(transparent)]
     Signing(#[from] SigningFailed),
+    #[error(transparent)]
+    Webhook(#[from] Rejected),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -49,11 +62,19 @@ pub struct Service {
     store: Arc<dyn Store>,
     bus: Arc<dyn EventBus>,
     tokens: TokenIssuer,
+    webhooks: WebhookVerifier,
+    timeouts: Timeouts,
 }
 
 impl Service {
-    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn EventBus>, tokens: TokenIssuer) -> Self {
-        Self { store, bus, tokens }
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn EventBus>,
+        tokens: TokenIssuer,
+        webhooks: WebhookVerifier,
+        timeouts: Timeouts,
+    ) -> Self {
+        Self { store, bus, tokens, webhooks, timeouts }
     }
 
     pub async fn register_user(&self, name: Name) -> Result<User> {
@@ -80,7 +101,8 @@ impl Service {
         }
         let call = Call::new(from, to);
         let event = Event::call_started(&call);
-        let caller = match self.store.insert_call(&call, &events::encode(&event)).await? {
+        let deadline = self.timeouts.deadline(&call);
+        let caller = match self.store.insert_call(&call, deadline, &events::encode(&event)).await? {
             NewCall::Stored { caller } => caller,
             NewCall::NoUser(id) => return Err(Error::UserNotFound(id)),
         };
@@ -96,20 +118,6 @@ impl Service {
 
     pub async fn calls(&self, filter: CallFilter, limit: usize) -> Result<Vec<Call>> {
         Ok(self.store.calls(filter, limit).await?)
-    }
-
-    /// Ends a call; idempotent, and only the request that really ended it publishes.
-    pub async fn end_call(&self, id: CallId) -> Result<Call> {
-        let event = Event::call_ended(id);
-        match self.store.end_call(id, Timestamp::now(), &events::encode(&event)).await? {
-            EndCall::Ended(call) => {
-                metrics::call_ended();
-                metrics::event_published(event.name());
-                Ok(call)
-            }
-            EndCall::AlreadyEnded(call) => Ok(call),
-            EndCall::NotFound => Err(Error::CallNotFound(id)),
-        }
     }
 
     pub async fn create_room(&self, name: Name) -> Result<Room> {
@@ -143,20 +151,26 @@ impl Service {
         Ok(Joined { room, user: user.id, grant })
     }
 
-    /// A grant for the callee or caller of a live call, or a participant of a room.
+    /// A grant for the callee or caller of a live call, or a participant of a room. The
+    /// callee asking while the call rings answers it, exactly as `/accept` would.
     pub async fn token(&self, room_name: RoomName, user_id: UserId) -> Result<Grant> {
         let owner = self.store.livekit_room(room_name).await?.ok_or(Error::NoSuchLiveKitRoom(room_name))?;
         let user = self.user(user_id).await?;
         let (allowed, ended) = match &owner {
-            LiveKitRoom::Call(call) => (call.involves(user.id), call.end_time.is_some()),
+            LiveKitRoom::Call(call) => (call.involves(user.id), call.status == CallStatus::Ended),
             LiveKitRoom::Room(room) => (room.participants.contains(&user.id), false),
         };
         // Outsiders learn nothing about the call's state: 403 before 409.
         if !allowed {
             return Err(Error::NotAParticipant { user: user.id, room: room_name });
         }
-        if let (true, LiveKitRoom::Call(call)) = (ended, &owner) {
-            return Err(Error::CallEnded(call.id));
+        if let LiveKitRoom::Call(call) = &owner {
+            if ended {
+                return Err(Error::CallEnded(call.id));
+            }
+            if call.status == CallStatus::Initiated && call.to_user_id == user.id {
+                self.transition(call.id, Transition::Accept { by: user.id }, lifecycle::Guard::default()).await?;
+            }
         }
         Ok(self.tokens.grant(user.id, &user.name, room_name)?)
     }

@@ -1,0 +1,215 @@
+//! The call lifecycle's use cases: accept, decline, end, the server's timers and LiveKit's
+//! webhooks. Each decides in the domain ([`Call::apply`]) and stores the outcome with its
+//! events and next deadline in one step that racing replicas cannot both win.
+
+use super::{Error, Result, Service};
+use crate::domain::{
+    Call, CallId, CallStatus, DeclineReason, EndReason, Event, LiveKitRoom, Outcome, Refusal, Timestamp, Transition,
+    UserId,
+};
+use crate::events;
+use crate::livekit::{Action, Grant, Notice, Rejected};
+use crate::store::{CallChange, CallUpdate, Unavailable};
+use crate::telemetry::metrics;
+use std::time::Duration;
+
+/// How many due calls one timer pass claims at most; the rest wait for the next pass.
+const DUE_BATCH: usize = 200;
+
+/// Conditions a change is applied under, besides the call's state.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Guard<'a> {
+    /// A timer's claim: its deadline must still be the stored one.
+    claim: Option<Timestamp>,
+    /// A webhook's id: applied once.
+    once: Option<&'a str>,
+}
+
+/// A call after a transition was asked of it.
+#[derive(Debug)]
+pub struct Transitioned {
+    pub call: Call,
+    /// Whether this request made the change (and published its events).
+    pub applied: bool,
+}
+
+/// What a verified webhook did; a bounded metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    Applied,
+    Ignored,
+    Duplicate,
+}
+
+impl WebhookOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Ignored => "ignored",
+            Self::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// A change that did not happen for a reason other than the call's state.
+enum Skipped {
+    Unclaimed,
+    Duplicate,
+}
+
+impl Service {
+    /// The callee answers: the call and the callee's grant. Idempotent.
+    pub async fn accept_call(&self, id: CallId, by: UserId) -> Result<(Call, Grant)> {
+        let call = self.transition(id, Transition::Accept { by }, Guard::default()).await?.call;
+        let callee = self.user(by).await?;
+        let grant = self.tokens.grant(callee.id, &callee.name, call.room_name)?;
+        Ok((call, grant))
+    }
+
+    /// The callee declines a ringing call; declining an ended call returns it as it is.
+    pub async fn decline_call(&self, id: CallId, by: UserId, reason: DeclineReason) -> Result<Call> {
+        Ok(self.transition(id, Transition::Decline { by, reason }, Guard::default()).await?.call)
+    }
+
+    /// Ends a call (by one of its users, or by no one named); ending an ended call returns
+    /// it as it is and announces nothing.
+    pub async fn end_call(&self, id: CallId, by: Option<UserId>) -> Result<Call> {
+        Ok(self.transition(id, Transition::End { by }, Guard::default()).await?.call)
+    }
+
+    /// Ends every call whose deadline has passed: any replica may run this at any time, and
+    /// each deadline fires once whichever replicas race for it. Returns how many fired.
+    pub async fn fire_due_timers(&self) -> Result<usize> {
+        let due = self.store.due_calls(Timestamp::now(), DUE_BATCH).await?;
+        let mut fired = 0;
+        for (id, deadline) in due {
+            let guard = Guard { claim: Some(deadline), once: None };
+            match self.transition(id, Transition::Deadline, guard).await {
+                Ok(Transitioned { call, applied: true }) => {
+                    fired += 1;
+                    let late = Timestamp::now().millis().saturating_sub(deadline.millis()).max(0);
+                    let kind = call.end_reason.map_or("other", EndReason::as_str);
+                    metrics::timer_fired(kind, Duration::from_millis(late.unsigned_abs()));
+                }
+                Ok(_) | Err(Error::CallNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(fired)
+    }
+
+    /// Verifies a LiveKit webhook on its exact raw body and acts on it.
+    pub async fn livekit_webhook(&self, body: &[u8], authorization: Option<&str>) -> Result<WebhookOutcome> {
+        let verified = std::str::from_utf8(body)
+            .map_err(|_| Rejected::Signature)
+            .and_then(|body| self.webhooks.verify(body, authorization));
+        let notice = verified.inspect_err(|e| {
+            metrics::webhook("other", if matches!(e, Rejected::Signature) { "invalid_signature" } else { "failed" });
+        })?;
+        let outcome = self.livekit_notice(&notice).await;
+        metrics::webhook(notice.kind, outcome.as_ref().map_or("failed", |o| o.as_str()));
+        outcome
+    }
+
+    /// The callee joining a ringing call's LiveKit room accepts it; a call's room finishing
+    /// ends it. A redelivery (same id) has no second effect.
+    async fn livekit_notice(&self, notice: &Notice) -> Result<WebhookOutcome> {
+        let (room, transition) = match notice.action {
+            Action::ParticipantJoined { room, identity } => (room, Transition::Accept { by: identity }),
+            Action::RoomFinished { room } => (room, Transition::RoomFinished),
+            Action::None => return Ok(WebhookOutcome::Ignored),
+        };
+        let Some(LiveKitRoom::Call(call)) = self.store.livekit_room(room).await? else {
+            return Ok(WebhookOutcome::Ignored);
+        };
+        if matches!(transition, Transition::Accept { by } if by != call.to_user_id) {
+            return Ok(WebhookOutcome::Ignored);
+        }
+        let once = (!notice.id.is_empty()).then_some(notice.id.as_str());
+        match self.try_transition(call, transition, Guard { claim: None, once }).await {
+            Ok(Ok(Transitioned { applied: true, .. })) => Ok(WebhookOutcome::Applied),
+            Ok(Err(Skipped::Duplicate)) => Ok(WebhookOutcome::Duplicate),
+            Ok(_) | Err(Error::CallEnded(_)) => Ok(WebhookOutcome::Ignored),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Applies `transition` to the stored call; a skipped timer claim or webhook counts as
+    /// no change.
+    pub(super) async fn transition(
+        &self,
+        id: CallId,
+        transition: Transition,
+        guard: Guard<'_>,
+    ) -> Result<Transitioned> {
+        let call = self.call(id).await?;
+        Ok(match self.try_transition(call, transition, guard).await? {
+            Ok(done) => done,
+            Err(_) => Transitioned { call: self.call(id).await?, applied: false },
+        })
+    }
+
+    /// Decides on `call` as read, and stores the outcome only if the call has not moved on
+    /// meanwhile; otherwise decides again on what it became. Every transition moves the
+    /// status forward, so this ends after at most as many rounds as there are statuses.
+    async fn try_transition(
+        &self,
+        mut call: Call,
+        transition: Transition,
+        guard: Guard<'_>,
+    ) -> Result<std::result::Result<Transitioned, Skipped>> {
+        for _ in CallStatus::ALL {
+            let (after, events) = match call.apply(transition, Timestamp::now()) {
+                Err(refusal) => return Err(refused(refusal, call.id)),
+                Ok(Outcome::Unchanged) => return Ok(Ok(Transitioned { call, applied: false })),
+                Ok(Outcome::Changed { call, events }) => (call, events),
+            };
+            let encoded: Vec<String> = events.iter().map(events::encode).collect();
+            let change = CallChange {
+                from: call.status,
+                call: &after,
+                deadline: self.timeouts.deadline(&after),
+                claim: guard.claim,
+                once: guard.once,
+                events: &encoded,
+            };
+            match self.store.update_call(change).await? {
+                CallUpdate::Applied => {
+                    record(&after, &events);
+                    return Ok(Ok(Transitioned { call: after, applied: true }));
+                }
+                CallUpdate::Stale(Some(now)) => call = now,
+                CallUpdate::Stale(None) => return Err(Error::CallNotFound(call.id)),
+                CallUpdate::Unclaimed => return Ok(Err(Skipped::Unclaimed)),
+                CallUpdate::Duplicate => return Ok(Err(Skipped::Duplicate)),
+            }
+        }
+        Err(Unavailable::Unreachable(format!("call {} kept changing under the update", call.id)).into())
+    }
+}
+
+fn refused(refusal: Refusal, call: CallId) -> Error {
+    match refusal {
+        Refusal::NotTheCallee => Error::NotTheCallee(call),
+        Refusal::NotAParticipant => Error::NotInCall(call),
+        Refusal::Ended => Error::CallEnded(call),
+        Refusal::AlreadyAccepted => Error::CallAlreadyAccepted(call),
+    }
+}
+
+/// Counts an applied transition: its events, and the call's ring time or duration.
+fn record(call: &Call, events: &[Event]) {
+    for event in events {
+        metrics::event_published(event.name());
+    }
+    let seconds = |from: Timestamp, to: Timestamp| {
+        Duration::from_millis(to.millis().saturating_sub(from.millis()).max(0).unsigned_abs())
+    };
+    match (call.status, call.answer_time, call.end_time, call.end_reason) {
+        (CallStatus::Accepted, Some(answer), _, _) => metrics::call_accepted(seconds(call.start_time, answer)),
+        (CallStatus::Ended, answer, Some(end), Some(reason)) => {
+            metrics::call_ended(reason.as_str(), answer.map(|a| seconds(a, end)));
+        }
+        _ => {}
+    }
+}
