@@ -2,10 +2,17 @@
 # Offline checks for the operations files: deploy/ (Dockerfile, compose,
 # nginx, Prometheus, Grafana) and k8s/ (Kustomize base + overlays).
 #
-#   scripts/check-deploy.sh               # all static checks
-#   scripts/check-deploy.sh metrics.txt   # also: every metric name used by the
-#                                         # dashboard and the alert rules is in
-#                                         # this saved `curl .../metrics` output
+#   scripts/check-deploy.sh               # all static checks (among them: every
+#                                         # metric the dashboard and the alert rules
+#                                         # query is one src/ declares)
+#   scripts/check-deploy.sh metrics.txt   # also: every metric name, label and label
+#                                         # value they use is in this saved
+#                                         # `curl .../metrics` output
+#   scripts/check-deploy.sh --binary target/debug/switchboard
+#                                         # the same against a scrape of that binary,
+#                                         # started on loopback with a throwaway
+#                                         # redis-server and driven through every
+#                                         # path that records those metrics
 #
 # Installs nothing: scripts/install-deps.sh (run first by the test command) provides the
 # Python venv .venv/ (kubernetes-validate, PyYAML), promtool (unpacked into .venv/tools/
@@ -18,9 +25,14 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SCRAPE=""
-if [[ $# -gt 0 ]]; then
+BINARY=""
+abspath() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
+if [[ $# -gt 0 && "$1" == "--binary" ]]; then
+  [[ $# -ge 2 && -x "$2" ]] || { echo "--binary needs an executable: ${2:-}" >&2; exit 2; }
+  BINARY="$(abspath "$2")"
+elif [[ $# -gt 0 ]]; then
   [[ -f "$1" ]] || { echo "scrape file not found: $1" >&2; exit 2; }
-  SCRAPE="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+  SCRAPE="$(abspath "$1")"
 fi
 cd "$ROOT"
 
@@ -111,6 +123,7 @@ if [[ ${#renders[@]} -gt 0 ]]; then
 fi
 
 check "Grafana dashboard" "$PY" scripts/check_deploy.py dashboard --promtool "$PROMTOOL"
+check "metric names declared by the service (src/)" "$PY" scripts/check_deploy.py exports
 compose_config() {
   "${COMPOSE[@]}" -f deploy/compose.yaml config -q && echo "  ok: deploy/compose.yaml matches the Compose schema"
 }
@@ -132,10 +145,12 @@ check "nginx -t" nginx_test
 check "Dockerfile" "$PY" scripts/check_deploy.py dockerfile
 
 if [[ -n "$SCRAPE" ]]; then
-  check "metric names vs $SCRAPE" "$PY" scripts/check_deploy.py metrics "$SCRAPE"
+  check "metric names and labels vs $SCRAPE" "$PY" scripts/check_deploy.py metrics "$SCRAPE"
+elif [[ -n "$BINARY" ]]; then
+  check "metric names and labels vs a scrape of $BINARY" "$PY" scripts/check_deploy.py metrics --binary "$BINARY"
 else
-  step "metric names vs a /metrics scrape"
-  echo "  skipped: pass a saved scrape (curl -s localhost:3000/metrics > m.txt) as the first argument"
+  step "metric names and labels vs a /metrics scrape"
+  echo "  skipped: pass a saved scrape (curl -s localhost:9091/metrics > m.txt), or --binary target/debug/switchboard"
 fi
 
 echo

@@ -10,7 +10,11 @@ Kustomize overlays; each subcommand can also be run on its own:
   check_deploy.py dashboard --promtool PATH      dashboard JSON structure + PromQL parse
   check_deploy.py compose                        compose/nginx/prometheus consistency
   check_deploy.py dockerfile                     Dockerfile conventions
-  check_deploy.py metrics SCRAPE                 every metric used by dashboard/alerts is in a /metrics scrape
+  check_deploy.py exports                        every metric used by dashboard/alerts is one src/ declares
+  check_deploy.py metrics SCRAPE                 every metric and label used by dashboard/alerts is in a /metrics scrape
+  check_deploy.py metrics --binary PATH [--save FILE]
+                                                 the same against a scrape of PATH (the built switchboard),
+                                                 started on loopback and driven through every metric's path
 
 Needs PyYAML; the `k8s` subcommand also needs kubernetes-validate (both in
 the .venv virtualenv created by scripts/install-deps.sh). Exit status 1 on any
@@ -60,6 +64,16 @@ SYNTHETIC_METRICS = {
     "up", "scrape_duration_seconds", "scrape_samples_scraped",
     "scrape_samples_post_metric_relabeling", "scrape_series_added", "ALERTS", "ALERTS_FOR_STATE",
 }
+# Labels Prometheus attaches to every scraped series (target labels: the scrape config,
+# the ServiceMonitor) rather than the service exporting them.
+TARGET_LABELS = {"job", "instance", "pod", "namespace", "service", "endpoint", "container", "node"}
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+# Where the service declares what it exports: every metric name is a string literal.
+SRC = ROOT / "src"
+# LiveKit (outside the cluster, or the compose `livekit` service) POSTs its webhooks here,
+# on the public port, through the ingress controller.
+WEBHOOK_PATH = "/livekit/webhook"
+INGRESS_CONTROLLER_NAMESPACE = "ingress-nginx"
 
 
 class Problems:
@@ -284,6 +298,40 @@ def check_pod_security(doc: dict, where: str, p: Problems) -> None:
             p.check("cpu" in got and "memory" in got, cw, f"resources.{kind} needs cpu and memory")
 
 
+def ingress_route(ingresses: list[dict], request_path: str) -> tuple[dict, dict] | None:
+    """(Ingress, path) that serves `request_path`, as ingress-nginx picks it on one host:
+    an Exact path first, else the longest Prefix path that matches whole segments."""
+    best = None
+    for ing in ingresses:
+        for rule in ing["spec"].get("rules", []):
+            for path in (rule.get("http") or {}).get("paths", []):
+                p_ = path.get("path", "/")
+                if path.get("pathType") == "Exact":
+                    score = (1, len(p_)) if p_ == request_path else None
+                else:  # Prefix and ImplementationSpecific: element-wise prefix
+                    base = p_.rstrip("/")
+                    hit = request_path == base or request_path.startswith(base + "/")
+                    score = (0, len(base)) if hit else None
+                if score and (best is None or score > best[0]):
+                    best = (score, ing, path)
+    return (best[1], best[2]) if best else None
+
+
+def admits_ingress_controller(netpol: dict, port: int, name: str) -> bool:
+    """Some ingress rule of `netpol` lets pods of the ingress controller's namespace reach `port`."""
+    for rule in netpol["spec"].get("ingress") or []:
+        if rule.get("ports") and not any(pt.get("port") in (port, name) for pt in rule["ports"]):
+            continue
+        if not rule.get("from"):
+            return True  # from anywhere
+        for peer in rule["from"]:
+            ns = peer.get("namespaceSelector")
+            if ns is not None and (ns == {} or selector_matches(
+                    ns, {"kubernetes.io/metadata.name": INGRESS_CONTROLLER_NAMESPACE})):
+                return True
+    return False
+
+
 def configmap_data(docs: list[dict], name: str) -> dict:
     for d in docs:
         if d.get("kind") == "ConfigMap" and d["metadata"]["name"] == name:
@@ -447,12 +495,29 @@ def cmd_k8s(args: argparse.Namespace) -> int:
                                     f"Ingress path {path['path']} targets {be} which is not the {APP} Service port")
                             p.check(be["port"].get("name") not in ops_svc_ports, w,
                                     f"Ingress path {path['path']} routes to the ops port")
+                # Socket.IO: sticky long-polling sessions and timeouts above the ping cycle, on
+                # the Ingress that routes /socket.io/ (LiveKit's webhooks need neither).
+                socketio = ingress_route(by_kind.get("Ingress", []), "/socket.io/")
+                if p.check(socketio is not None, w, "no Ingress routes /socket.io/"):
+                    ing = socketio[0]
                     ann = ing["metadata"].get("annotations", {})
                     p.check(ann.get("nginx.ingress.kubernetes.io/affinity") == "cookie", w,
-                            "Ingress needs cookie affinity for Socket.IO long-polling")
+                            f"Ingress {ing['metadata']['name']} routes /socket.io/ and needs cookie affinity "
+                            "for Socket.IO long-polling")
                     for key in ("proxy-read-timeout", "proxy-send-timeout"):
                         val = int(ann.get(f"nginx.ingress.kubernetes.io/{key}", "60"))
-                        p.check(val > 45, w, f"Ingress {key} {val}s must exceed 25 s ping interval + 20 s timeout")
+                        p.check(val > 45, w, f"Ingress {ing['metadata']['name']} {key} {val}s must exceed "
+                                "25 s ping interval + 20 s timeout")
+                # LiveKit's webhooks: POSTed from outside the cluster to the public host.
+                webhook = ingress_route(by_kind.get("Ingress", []), WEBHOOK_PATH)
+                if p.check(webhook is not None, w, f"no Ingress routes {WEBHOOK_PATH}: LiveKit's webhooks "
+                                                   "cannot reach the replicas"):
+                    ing, path = webhook
+                    port = path["backend"]["service"]["port"]
+                    port = port.get("name") or port.get("number")
+                    p.check(port in ("http", 3000), w, f"{WEBHOOK_PATH} is routed by Ingress "
+                            f"{ing['metadata']['name']} to port {port!r}, not 'http' (3000), where the replicas "
+                            "serve it")
 
             # NetworkPolicy: the public port for the ingress controller, the ops port for Prometheus
             # (kubelet probes are not subject to NetworkPolicy).
@@ -462,6 +527,11 @@ def cmd_k8s(args: argparse.Namespace) -> int:
                     return any(not rule.get("ports") or any(pt.get("port") in (port, name) for pt in rule["ports"])
                                for rule in netpol["spec"].get("ingress") or [])
                 p.check(allowed(3000, "http"), w, f"NetworkPolicy {APP} lets nothing reach the public port 3000")
+                # LiveKit's webhooks come through the ingress controller, like every client.
+                p.check(admits_ingress_controller(netpol, 3000, "http"), w,
+                        f"NetworkPolicy {APP} does not let the ingress controller (namespace "
+                        f"{INGRESS_CONTROLLER_NAMESPACE}) reach port 3000: clients and LiveKit's webhooks "
+                        f"({WEBHOOK_PATH}) come in through it")
                 if ops_port:
                     p.check(allowed(ops_port, "ops"), w,
                             f"NetworkPolicy {APP} lets nothing reach the ops port {ops_port}: Prometheus cannot scrape")
@@ -654,6 +724,32 @@ def compose_seconds(value) -> float:
     return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)(ms|us|h|m|s)", str(value)))
 
 
+def compose_env(service: dict) -> dict:
+    """A Compose service's `environment`, in either of its two spellings."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(str(e).split("=", 1) if "=" in str(e) else (str(e), None) for e in env)
+    return env
+
+
+def nginx_location(conf: str, uri: str) -> tuple[str, str] | None:
+    """(the `location` line's argument, its body) of the location nginx picks for `uri`:
+    an exact match (=), else the longest prefix (regex locations are not considered)."""
+    best, best_len = None, -1
+    for m in re.finditer(r"^\s*location\s+(=|\^~)?\s*([^\s{]+)\s*\{", conf, re.M):
+        depth, i = 1, m.end()
+        while depth and i < len(conf):
+            depth += {"{": 1, "}": -1}.get(conf[i], 0)
+            i += 1
+        modifier, path, body = m.group(1), m.group(2), conf[m.end():i - 1]
+        if modifier == "=":
+            if path == uri:
+                return (f"= {path}", body)
+        elif not path.startswith("@") and uri.startswith(path) and len(path) > best_len:
+            best, best_len = (path, body), len(path)
+    return best
+
+
 def cmd_compose(args: argparse.Namespace) -> int:
     p = Problems()
     where = rel(COMPOSE)
@@ -725,6 +821,39 @@ def cmd_compose(args: argparse.Namespace) -> int:
         p.check(needle in conf, rel(NGINX), f"missing `{needle}`")
     timeouts = [int(t) for t in re.findall(r"proxy_read_timeout\s+(\d+)s?;", conf)]
     p.check(bool(timeouts) and max(timeouts) > 45, rel(NGINX), "Socket.IO proxy_read_timeout must exceed 45 s")
+
+    # LiveKit's webhooks: the livekit service POSTs them to nginx, which passes them on.
+    upstream_name = re.search(r"upstream\s+(\w+)\s*\{", conf)
+    location = nginx_location(conf, WEBHOOK_PATH)
+    if p.check(location is not None, rel(NGINX), f"no location serves {WEBHOOK_PATH}"):
+        p.check(upstream_name is not None and re.search(
+            rf"^\s*proxy_pass\s+http://{upstream_name.group(1)}\s*;", location[1], re.M) is not None,
+            rel(NGINX), f"location {location[0]} (which serves {WEBHOOK_PATH}) must proxy_pass to the replicas' "
+            "upstream")
+    listen = re.search(r"^\s*listen\s+(?:[\d.]+:)?(\d+)", conf, re.M)
+    livekit = services.get("livekit", {})
+    lk_env = compose_env(livekit)
+    try:
+        lk_conf = yaml.safe_load(lk_env.get("LIVEKIT_CONFIG") or "") or {}
+    except yaml.YAMLError as e:
+        lk_conf = {}
+        p.add(where, f"livekit LIVEKIT_CONFIG is not YAML: {e}")
+    hook = lk_conf.get("webhook") or {}
+    urls = [str(u) for u in hook.get("urls") or []]
+    expected_url = f"http://nginx:{listen.group(1) if listen else 80}{WEBHOOK_PATH}"
+    p.check(expected_url in urls, where, f"livekit must send its webhooks to nginx: LIVEKIT_CONFIG "
+            f"webhook.urls {urls} lacks {expected_url}")
+    command = " ".join(str(c) for c in livekit.get("command") or [])
+    lk_keys = lk_conf.get("keys") or ({"devkey": "secret"} if "--dev" in command else {})
+    credentials: dict[tuple, list[str]] = {}
+    for s in replicas:
+        env = compose_env(services[s])
+        credentials.setdefault((env.get("LIVEKIT_API_KEY"), env.get("LIVEKIT_API_SECRET")), []).append(s)
+    for (key, secret), names in sorted(credentials.items(), key=str):
+        p.check(hook.get("api_key") == key and key in lk_keys and str(lk_keys[key]) == str(secret), where,
+                f"livekit signs its webhooks with key {hook.get('api_key')!r} and that key's secret: they "
+                f"must be the LIVEKIT_API_KEY {key!r} and LIVEKIT_API_SECRET of {', '.join(names)}, or every "
+                "webhook is refused (invalid_signature)")
 
     # Prometheus scrapes every replica, on its ops port.
     prom = yaml.safe_load(PROM_CONFIG.read_text(encoding="utf-8"))
@@ -812,12 +941,95 @@ def cmd_dockerfile(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------
-# Metric names vs. a real /metrics scrape
+# Metric names and labels: declared by the service, present in a real scrape
 # --------------------------------------------------------------------------
 
-def scrape_names(path: Path) -> tuple[set[str], set[str]]:
-    """(sample names, metric family names) of a Prometheus/OpenMetrics text scrape."""
-    samples, families = set(), set()
+def used_metrics() -> dict[str, set[str]]:
+    """Every metric name the dashboard and the alert rules query -> where."""
+    dash = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    used: dict[str, set[str]] = {}
+    for source, queries in ((rel(DASHBOARD), dashboard_queries(dash)), (rel(ALERTS), alert_queries())):
+        for where, q in queries:
+            for name in metric_names(grafana_to_promql(q)):
+                used.setdefault(name, set()).add(f"{source} {where}")
+    return used
+
+
+def first_use(uses: set[str]) -> str:
+    more = f" and {len(uses) - 1} more" if len(uses) > 1 else ""
+    return f"{sorted(uses)[0]}{more}"
+
+
+def histogram_base(name: str, histograms: set[str]) -> str | None:
+    """The histogram a `_bucket` / `_sum` / `_count` series belongs to, if any."""
+    for suffix in HISTOGRAM_SUFFIXES:
+        if name.endswith(suffix) and name[: -len(suffix)] in histograms:
+            return name[: -len(suffix)]
+    return None
+
+
+def declared_metrics() -> tuple[set[str], set[str], set[str]]:
+    """What src/ exports: (every `switchboard_*` string literal, the names bound to a
+    `const`, the names recorded or described as histograms). The service spells every
+    metric name out as a literal (src/telemetry/metrics.rs), usually as a const."""
+    texts = [f.read_text(encoding="utf-8", errors="replace") for f in sorted(SRC.rglob("*.rs"))]
+    literal = re.compile(rf'"({APP}_[A-Za-z0-9_:]+)"')
+    consts: dict[str, str] = {}
+    names: set[str] = set()
+    for text in texts:
+        names.update(literal.findall(text))
+        for m in re.finditer(rf"\bconst\s+([A-Z][A-Z0-9_]*)\s*:\s*&(?:'static\s+)?str\s*=\s*{literal.pattern}", text):
+            consts[m.group(1)] = m.group(2)
+    histograms: set[str] = set()
+    for text in texts:
+        for m in re.finditer(r'\b(?:describe_)?histogram!\s*\(\s*(?:(?:\w+::)*([A-Z][A-Z0-9_]*)\b|"([^"]+)")', text):
+            name = consts.get(m.group(1)) if m.group(1) else m.group(2)
+            if name:
+                histograms.add(name)
+    return names, set(consts.values()), histograms
+
+
+def cmd_exports(args: argparse.Namespace) -> int:
+    """Static: every metric the dashboard and the alerts query is one the service declares.
+    Needs no build, so it catches a renamed or not-yet-written metric on every run; the
+    scrape check (`metrics`) then confirms the names, types and labels in real output."""
+    p = Problems()
+    if not SRC.is_dir():
+        print(f"  skipped: no {rel(SRC)} here")
+        return 0
+    names, const_names, histograms = declared_metrics()
+    if not p.check(bool(names), rel(SRC), f"no {APP}_* metric name found in the sources"):
+        return p.finish("")
+    used = used_metrics()
+    checked = 0
+    for name in sorted(used):
+        if name in SYNTHETIC_METRICS:
+            continue
+        checked += 1
+        if histogram_base(name, histograms):
+            continue
+        if name in histograms:
+            p.add(rel(SRC), f"{name} is a histogram: a query must use {name}_bucket, _sum or _count "
+                  f"(used by {first_use(used[name])})")
+        elif name not in names:
+            hint = ""
+            base = next((name[: -len(s)] for s in HISTOGRAM_SUFFIXES if name.endswith(s)), None)
+            if base in names:
+                hint = f" [{base} is declared, but not recorded as a histogram]"
+            p.add(rel(SRC), f"metric {name} is not exported: no such name in {rel(SRC)} "
+                  f"(used by {first_use(used[name])}){hint}")
+    unused = sorted(n for n in const_names if n not in used and not any(histogram_base(u, {n}) for u in used))
+    if unused:
+        print(f"    note: declared but not used by the dashboard or alerts: {', '.join(unused)}")
+    return p.finish(f"all {checked} metric names used by the dashboard and alerts are declared in {rel(SRC)} "
+                    f"({len(histograms)} histograms queried by their series)")
+
+
+def parse_scrape(path: Path) -> tuple[dict[str, list[dict[str, str]]], dict[str, str]]:
+    """(sample name -> the label sets of its series, metric family name -> its TYPE or "")
+    of a Prometheus/OpenMetrics text scrape."""
+    series: dict[str, list[dict[str, str]]] = {}
+    families: dict[str, str] = {}
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         line = line.strip()
         if not line:
@@ -825,36 +1037,79 @@ def scrape_names(path: Path) -> tuple[set[str], set[str]]:
         if line.startswith("#"):
             parts = line.split()
             if len(parts) >= 3 and parts[1] in {"TYPE", "HELP", "UNIT"}:
-                families.add(parts[2])
+                families.setdefault(parts[2], "")
+                if parts[1] == "TYPE" and len(parts) >= 4:
+                    families[parts[2]] = parts[3]
             continue
-        m = re.match(r"^([A-Za-z_:][A-Za-z0-9_:]*)", line)
+        m = re.match(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s", line)
         if m:
-            samples.add(m.group(1))
-    return samples, families
+            labels = dict(re.findall(r'([A-Za-z_][A-Za-z0-9_]*)="((?:\\.|[^"\\])*)"', m.group(2) or ""))
+            series.setdefault(m.group(1), []).append(labels)
+    return series, families
 
 
-def cmd_metrics(args: argparse.Namespace) -> int:
-    p = Problems()
-    scrape = Path(args.scrape)
-    samples, families = scrape_names(scrape)
-    if not samples:
+SELECTOR = re.compile(r'([A-Za-z_:][A-Za-z0-9_:]*)\s*\{((?:[^{}"]|"(?:\\.|[^"\\])*")*)\}')
+MATCHER = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:\\.|[^"\\])*)"')
+LITERAL_ALTERNATION = re.compile(r"[A-Za-z0-9_/:-]+(\|[A-Za-z0-9_/:-]+)*")
+
+
+def paren_group(s: str, i: int, step: int) -> str | None:
+    """The text inside the parenthesis at s[i] and its match (step 1: '(' forward; -1: ')' back)."""
+    depth, j = 0, i
+    while 0 <= j < len(s):
+        depth += {"(": 1, ")": -1}.get(s[j], 0) * step
+        if depth == 0:
+            return s[i + 1:j] if step == 1 else s[j + 1:i]
+        j += step
+    return None
+
+
+def label_uses(expr: str) -> list[tuple[list[str], str, str, str | None]]:
+    """(metrics, label, operator, value) for every label a query relies on: each label
+    matcher of a selector, and each label of a `by (...)` with the metrics it aggregates
+    (operator "by", no value)."""
+    out: list[tuple[list[str], str, str, str | None]] = []
+    for m in SELECTOR.finditer(expr):
+        if m.group(1) in PROMQL_KEYWORDS:
+            continue
+        for label, op, value in MATCHER.findall(m.group(2)):
+            out.append(([m.group(1)], label, op, value))
+    for m in re.finditer(r"\bby\s*\(([^()]*)\)", expr):
+        j = m.end()
+        while j < len(expr) and expr[j].isspace():
+            j += 1
+        inner = None
+        if j < len(expr) and expr[j] == "(":        # sum by (x) (expr)
+            inner = paren_group(expr, j, 1)
+        else:                                       # sum (expr) by (x)
+            i = m.start() - 1
+            while i >= 0 and expr[i].isspace():
+                i -= 1
+            if i >= 0 and expr[i] == ")":
+                inner = paren_group(expr, i, -1)
+        metrics = sorted(metric_names(grafana_to_promql(inner))) if inner else []
+        for label in (x.strip() for x in m.group(1).split(",")):
+            if label:
+                out.append((metrics, label, "by", None))
+    return out
+
+
+def check_scrape(scrape: Path, p: Problems) -> int:
+    """Every metric name, label and literal label value the dashboard and the alerts use
+    is in `scrape`. Returns how many metric names were checked."""
+    series, families = parse_scrape(scrape)
+    if not series:
         p.add(str(scrape), "no samples found: is this a /metrics scrape?")
-        return p.finish("")
-    known = samples | families
-    dash = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    used: dict[str, set[str]] = {}
-    for source, queries in ((rel(DASHBOARD), dashboard_queries(dash)), (rel(ALERTS), alert_queries())):
-        for where, q in queries:
-            for name in metric_names(grafana_to_promql(q)):
-                used.setdefault(name, set()).add(f"{source} {where}")
+        return 0
+    used = used_metrics()
 
     def present(name: str) -> bool:
-        if name in known:
+        if name in series or name in families:
             return True
-        for suffix in ("_bucket", "_sum", "_count", "_total", "_created"):
+        for suffix in HISTOGRAM_SUFFIXES + ("_total", "_created"):
             if name.endswith(suffix):
                 base = name[: -len(suffix)]
-                if base in families or f"{base}_bucket" in samples or f"{base}_count" in samples:
+                if base in families or f"{base}_bucket" in series or f"{base}_count" in series:
                     return True
         return False
 
@@ -863,18 +1118,253 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         if name in SYNTHETIC_METRICS:
             continue
         checked += 1
-        if not present(name):
-            first = sorted(used[name])[0]
+        if families.get(name) in ("histogram", "summary") and name not in series:
+            p.add(str(scrape), f"{name} is a {families[name]}: a query must use its _bucket, _sum or _count "
+                  f"series (used by {first_use(used[name])})")
+        elif not present(name):
             hint = (" [a counter or labelled series appears only once first incremented: exercise that"
                     " code path before scraping, or initialise it at 0 on startup]"
                     if name.endswith(("_total", "_bucket", "_count", "_sum")) else "")
-            p.add(str(scrape), f"metric {name} is not exported (used by {first}"
-                  f"{' and %d more' % (len(used[name]) - 1) if len(used[name]) > 1 else ''}){hint}")
+            p.add(str(scrape), f"metric {name} is not exported (used by {first_use(used[name])}){hint}")
+
+    # Labels: a misspelt label or value selects nothing, and an alert on nothing never fires.
+    dash = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    seen_problems: set[tuple] = set()
+    for source, queries in ((rel(DASHBOARD), dashboard_queries(dash)), (rel(ALERTS), alert_queries())):
+        for where, q in queries:
+            for metrics, label, op, value in label_uses(q):
+                have = [m for m in metrics if m in series]
+                if not have or label in TARGET_LABELS or label == "__name__":
+                    continue
+                if label == "le" and any(m.endswith("_bucket") for m in have):
+                    continue
+                names = {k for m in have for s in series[m] for k in s}
+                key = (tuple(have), label, op, value)
+                if key in seen_problems:
+                    continue
+                if label not in names:
+                    seen_problems.add(key)
+                    p.add(str(scrape), f"{source} {where}: {'/'.join(have)} has no label {label!r} "
+                          f"(its labels: {', '.join(sorted(names)) or 'none'})")
+                    continue
+                if op == "=" and "$" not in value:
+                    wanted = [value]
+                elif op == "=~" and LITERAL_ALTERNATION.fullmatch(value):
+                    wanted = value.split("|")
+                else:
+                    continue
+                values = {s.get(label) for m in have for s in series[m]}
+                missing = [v for v in wanted if v not in values]
+                if missing:
+                    seen_problems.add(key)
+                    p.add(str(scrape), f"{source} {where}: no {'/'.join(have)} series with {label}="
+                          f"{', '.join(repr(v) for v in missing)} (the scrape has {', '.join(sorted(values))})"
+                          " [a misspelt value selects nothing; a correct one must be exercised before "
+                          "scraping, or initialised at 0 on startup]")
+
     unused = sorted(f for f in families if f.startswith(f"{APP}_")
                     and not any(u == f or u.startswith(f + "_") for u in used))
     if unused:
         print(f"    note: exported but not used by the dashboard or alerts: {', '.join(unused)}")
-    return p.finish(f"all {checked} metric names used by the dashboard and alerts are in {scrape}")
+    return checked
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def livekit_webhook_token(body: bytes, key: str, secret: str) -> str:
+    """The `Authorization` LiveKit sends with a webhook: a bare HS256 JWT, issuer the API
+    key, whose `sha256` claim is the base64 SHA-256 of the exact body."""
+    import hashlib
+    import hmac
+    import time
+
+    def b64url(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {"iss": key, "nbf": now - 5, "exp": now + 300,
+              "sha256": base64.b64encode(hashlib.sha256(body).digest()).decode()}
+    signing = f"{b64url(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{b64url(json.dumps(claims).encode())}"
+    signature = hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest()
+    return f"{signing}.{b64url(signature)}"
+
+
+def scrape_binary(binary: Path, out: Path) -> bool:
+    """Start `binary` on loopback with a throwaway redis-server (1 s ring timeout, 2 s call
+    limit), drive every path that records a metric the dashboard or the alerts use (calls
+    completed, declined, cancelled by a webhook, missed and expired; signed, repeated,
+    unsigned and malformed LiveKit webhooks; rooms, tokens, a 404), then save its ops
+    port's /metrics to `out`."""
+    import secrets
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    # The Redis store: its metrics (command latency, connection state) exist only there.
+    redis_server = shutil.which("redis-server")
+    if not redis_server:
+        print("  FAIL redis-server not found (Debian's redis-server; scripts/install-deps.sh installs it): "
+              "the replicas' Redis metrics exist only with a Redis store")
+        return False
+    port, ops, redis_port = free_port(), free_port(), free_port()
+    redis = subprocess.Popen([redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    key, secret = "check-deploy", secrets.token_urlsafe(32)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOST": "127.0.0.1", "PORT": str(port),
+           "OPS_PORT": str(ops), "REDIS_URL": f"redis://127.0.0.1:{redis_port}",
+           "LIVEKIT_API_KEY": key, "LIVEKIT_API_SECRET": secret,
+           "CALL_RING_TIMEOUT": "1", "CALL_MAX_DURATION": "2", "LOG_FORMAT": "json"}
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+    proc = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def request(method: str, path: str, body=None, headers=None, base=f"http://127.0.0.1:{port}"):
+        data = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"content-type": "application/json", **(headers or {})})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as res:
+                status, text = res.status, res.read().decode()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode()
+        except OSError as e:
+            return 0, str(e)
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+    steps: list[str] = []
+
+    def step(what: str, status: int, want: int) -> bool:
+        steps.append(f"{what} -> {status}{'' if status == want else f' (expected {want})'}")
+        return status == want
+
+    def webhook(event: dict, sign: bool = True):
+        body = json.dumps(event).encode()
+        headers = {"content-type": "application/webhook+json"}
+        headers["authorization"] = livekit_webhook_token(body, key, secret if sign else "not-" + secret)
+        return request("POST", WEBHOOK_PATH, body, headers)
+
+    try:
+        deadline = time.monotonic() + 20
+        while request("GET", "/readyz", base=f"http://127.0.0.1:{ops}")[0] != 200:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                tail = "\n      ".join(log.read().splitlines()[-15:])
+                print(f"  FAIL {binary} did not become ready on 127.0.0.1:{ops}/readyz (exit "
+                      f"{proc.poll()}):\n      {tail}")
+                return False
+            time.sleep(0.1)
+        s, ana = request("POST", "/users", {"name": "Ana"})
+        step("POST /users", s, 201)
+        s, ben = request("POST", "/users", {"name": "Ben"})
+        step("POST /users", s, 201)
+        ana, ben = (ana or {}).get("id") if isinstance(ana, dict) else None, \
+            (ben or {}).get("id") if isinstance(ben, dict) else None
+
+        def call() -> dict:
+            s, c = request("POST", "/calls", {"fromUserId": ana, "toUserId": ben})
+            step("POST /calls", s, 201)
+            return c if isinstance(c, dict) else {}
+
+        completed, missed, expired, declined, finished = call(), call(), call(), call(), call()
+        s, _ = request("POST", f"/calls/{completed.get('id')}/accept", {"userId": ben})
+        step("POST /calls/:id/accept", s, 200)
+        time.sleep(0.3)
+        s, _ = request("POST", f"/calls/{completed.get('id')}/end", {"userId": ana})
+        step("POST /calls/:id/end (completed)", s, 200)
+        s, _ = request("POST", f"/calls/{expired.get('id')}/accept", {"userId": ben})
+        step("POST /calls/:id/accept (to expire)", s, 200)
+        s, _ = request("POST", f"/calls/{declined.get('id')}/decline", {"userId": ben, "reason": "busy"})
+        step("POST /calls/:id/decline", s, 200)
+        s, _ = request("POST", "/livekit/token", {"roomName": finished.get("roomName"), "userId": ana})
+        step("POST /livekit/token", s, 200)
+        room_finished = {"event": "room_finished", "id": f"EV_{secrets.token_hex(6)}",
+                         "createdAt": str(int(time.time())),
+                         "room": {"sid": "RM_check", "name": finished.get("roomName")}}
+        s, _ = webhook(room_finished)
+        step(f"POST {WEBHOOK_PATH} room_finished (applied)", s, 200)
+        s, _ = webhook(room_finished)
+        step(f"POST {WEBHOOK_PATH} the same event again (no second effect)", s, 200)
+        s, _ = webhook({**room_finished, "id": f"EV_{secrets.token_hex(6)}"}, sign=False)
+        step(f"POST {WEBHOOK_PATH} signed with another secret (invalid_signature)", s, 401)
+        garbage = b"not a LiveKit event"
+        s, _ = request("POST", WEBHOOK_PATH, garbage, {"content-type": "application/webhook+json",
+                                                        "authorization": livekit_webhook_token(garbage, key, secret)})
+        step(f"POST {WEBHOOK_PATH} signed, but no event (failed)", s, 400)
+        s, _ = webhook({"event": "track_published", "id": f"EV_{secrets.token_hex(6)}",
+                        "createdAt": str(int(time.time())), "room": {"sid": "RM_x", "name": "not-a-call"}})
+        step(f"POST {WEBHOOK_PATH} track_published (ignored)", s, 200)
+        s, room = request("POST", "/rooms", {"name": "Check"})
+        step("POST /rooms", s, 201)
+        s, _ = request("POST", f"/rooms/{(room or {}).get('id') if isinstance(room, dict) else None}/join",
+                       {"userId": ana})
+        step("POST /rooms/:id/join", s, 200)
+        s, _ = request("GET", "/users/nobody")
+        step("GET /users/nobody", s, 404)
+        # The missed call's ring timeout (1 s) and the expired call's limit (2 s after its answer).
+        deadline = time.monotonic() + 8
+        pending = {"missed": missed.get("id"), "expired": expired.get("id")}
+        while pending and time.monotonic() < deadline:
+            for kind, cid in list(pending.items()):
+                s, c = request("GET", f"/calls/{cid}")
+                if isinstance(c, dict) and c.get("status") == "ended":
+                    steps.append(f"call ended by its timer ({c.get('endReason')})")
+                    del pending[kind]
+            time.sleep(0.2)
+        for kind in pending:
+            steps.append(f"the {kind} call was not ended by its timer within 8 s")
+        time.sleep(0.5)
+        s, text = request("GET", "/metrics", base=f"http://127.0.0.1:{ops}")
+        if not step("GET /metrics (ops port)", s, 200) or not isinstance(text, str):
+            print(f"  FAIL could not scrape 127.0.0.1:{ops}/metrics")
+            return False
+        out.write_text(text, encoding="utf-8")
+        return True
+    finally:
+        print(f"  {binary} on 127.0.0.1:{port} (ops {ops}):")
+        for line in steps:
+            print(f"    {line}")
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+        os.unlink(log.name)
+        redis.terminate()
+        redis.wait()
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    p = Problems()
+    if args.binary:
+        scrape = Path(args.save) if args.save else Path(tempfile.mkstemp(suffix=".txt")[1])
+        try:
+            if not scrape_binary(Path(args.binary), scrape):
+                return 1
+            checked = check_scrape(scrape, p)
+        finally:
+            if not args.save:
+                scrape.unlink(missing_ok=True)
+        where = f"a scrape of {args.binary}" + (f" (saved in {args.save})" if args.save else "")
+    else:
+        if not args.scrape:
+            print("  a scrape file or --binary PATH is required")
+            return 2
+        scrape = Path(args.scrape)
+        checked = check_scrape(scrape, p)
+        where = str(scrape)
+    return p.finish(f"all {checked} metric names used by the dashboard and alerts, with their labels and "
+                    f"label values, are in {where}")
 
 
 # --------------------------------------------------------------------------
@@ -895,8 +1385,11 @@ def main() -> int:
                    or str(ROOT / ".venv/tools/prometheus/usr/bin/promtool"))
     sub.add_parser("compose")
     sub.add_parser("dockerfile")
+    sub.add_parser("exports")
     m = sub.add_parser("metrics")
-    m.add_argument("scrape")
+    m.add_argument("scrape", nargs="?", help="a saved `curl .../metrics` output")
+    m.add_argument("--binary", help="start this switchboard binary, exercise it and scrape it instead")
+    m.add_argument("--save", help="with --binary: keep the scrape in this file")
     args = ap.parse_args()
     if args.cmd == "k8s" and not args.kube_version:
         args.kube_version = ["1.37.0"]
@@ -907,6 +1400,7 @@ def main() -> int:
         "dashboard": cmd_dashboard,
         "compose": cmd_compose,
         "dockerfile": cmd_dockerfile,
+        "exports": cmd_exports,
         "metrics": cmd_metrics,
     }[args.cmd](args)
 
