@@ -126,6 +126,13 @@ impl Service {
             return Ok(WebhookOutcome::Ignored);
         }
         let once = (!notice.id.is_empty()).then_some(notice.id.as_str());
+        // A redelivery usually finds nothing left to do; it is told apart by its id. (Two
+        // deliveries at once are told apart by the change itself, which applies an id once.)
+        if let Some(id) = once
+            && self.store.delivered(id).await?
+        {
+            return Ok(WebhookOutcome::Duplicate);
+        }
         match self.try_transition(call, transition, Guard { claim: None, once }).await {
             Ok(Ok(Transitioned { applied: true, .. })) => Ok(WebhookOutcome::Applied),
             Ok(Err(Skipped::Duplicate)) => Ok(WebhookOutcome::Duplicate),

@@ -146,6 +146,10 @@ impl Store for MemoryStore {
         Ok(CallUpdate::Applied)
     }
 
+    async fn delivered(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.lock().deliveries.get(id).is_some_and(|forget_at| *forget_at > Instant::now()))
+    }
+
     async fn due_calls(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<(CallId, Timestamp)>> {
         let s = self.lock();
         let due = s.due.iter().take_while(|(at, _)| *at <= now.millis()).take(limit);

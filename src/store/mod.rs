@@ -13,7 +13,7 @@ use crate::domain::{
 use async_trait::async_trait;
 
 /// Every operation name Redis metrics are labelled with (a bounded set).
-pub const REDIS_OPS: [&str; 15] = [
+pub const REDIS_OPS: [&str; 16] = [
     "insert_user",
     "get_user",
     "list_users",
@@ -22,6 +22,7 @@ pub const REDIS_OPS: [&str; 15] = [
     "list_calls",
     "update_call",
     "due_calls",
+    "delivered",
     "insert_room",
     "get_room",
     "list_rooms",
@@ -124,6 +125,8 @@ pub trait Store: Send + Sync {
     /// Applies one transition, its deadline and its events, unless the call moved on: of
     /// racing changes decided on the same state, exactly one is applied.
     async fn update_call(&self, change: CallChange<'_>) -> StoreResult<CallUpdate>;
+    /// Whether a change carrying this delivery id was applied (within [`DELIVERY_ID_TTL`]).
+    async fn delivered(&self, id: &str) -> StoreResult<bool>;
     /// Calls whose deadline is at or before `now`, earliest first, with that deadline.
     async fn due_calls(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<(CallId, Timestamp)>>;
 

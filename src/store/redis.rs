@@ -303,6 +303,12 @@ impl Store for RedisStore {
         })
     }
 
+    async fn delivered(&self, id: &str) -> StoreResult<bool> {
+        let client = self.client.with_options(&self.options);
+        let key = format!("{}delivery:{id}", self.prefix);
+        self.timed("delivered", Access::Read, client.exists::<i64, _>(key)).await.map(|n| n > 0)
+    }
+
     async fn due_calls(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<(CallId, Timestamp)>> {
         let args = vec![now.millis().to_string(), limit.to_string()];
         let reply = self.eval("due_calls", Access::Read, &self.scripts.due_calls, args).await?.into_array();

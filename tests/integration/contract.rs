@@ -226,8 +226,11 @@ async fn starting_a_call_returns_a_token_and_announces_the_call(mut f: Fixture) 
     obj.remove("url");
     let (_, fetched) = f.api.get(&format!("/calls/{}", call["id"].as_str().unwrap_or(""))).await;
     assert_eq!(fetched, stored);
+    assert_eq!((&call["answerTime"], &call["endReason"], &call["endedBy"]), (&Value::Null, &Value::Null, &Value::Null));
     let mut announced = stored.clone();
-    announced.as_object_mut().expect("object").remove("endTime");
+    for v2 in ["endTime", "answerTime", "endReason", "endedBy"] {
+        announced.as_object_mut().expect("object").remove(v2);
+    }
     let events = f.events_so_far().await;
     assert_eq!(events, vec![("call.started".into(), json!({ "data": announced }))]);
     assert!(!serde_json::to_string(&events).unwrap_or_default().contains(call["token"].as_str().unwrap_or("-")));
@@ -354,12 +357,24 @@ async fn tokens_go_only_to_those_who_may_join(mut f: Fixture) {
     let room_name = call["roomName"].clone();
     f.events_so_far().await;
 
+    let (status, grant) = f.api.post("/livekit/token", json!({ "roomName": room_name, "userId": ana })).await;
+    assert_eq!(status, StatusCode::OK, "{grant}");
+    let call_id = call["id"].as_str().unwrap_or("");
+    let (_, still) = f.api.get(&format!("/calls/{call_id}")).await;
+    assert_eq!(still["status"], "initiated", "the caller's token request changes nothing");
+    assert!(f.events_so_far().await.is_empty());
+
     let (status, grant) = f.api.post("/livekit/token", json!({ "roomName": room_name, "userId": ben })).await;
     assert_eq!(status, StatusCode::OK, "{grant}");
     assert_eq!((grant["roomName"].clone(), grant["identity"].as_str()), (room_name.clone(), Some(ben.as_str())));
     assert_eq!(grant["url"], "wss://livekit.test");
     let claims = verify_token(grant["token"].as_str().unwrap_or(""));
     assert_eq!((claims.sub.as_str(), claims.name.as_str()), (ben.as_str(), "Ben"));
+    let (_, accepted) = f.api.get(&format!("/calls/{call_id}")).await;
+    assert_eq!(accepted["status"], "accepted", "the callee's token request answers the ringing call");
+    let heard = f.events_so_far().await;
+    let expected = json!({ "data": { "callId": call_id, "userId": ben, "answerTime": accepted["answerTime"] } });
+    assert_eq!(heard, vec![("call.accepted".to_owned(), expected)]);
 
     let (status, body) = f.api.post("/livekit/token", json!({ "roomName": room_name, "userId": eve })).await;
     assert_problem(status, &body, 403, "not_a_participant");
@@ -386,7 +401,7 @@ async fn tokens_go_only_to_those_who_may_join(mut f: Fixture) {
     assert_eq!(verify_token(grant["token"].as_str().unwrap_or("")).video.room, room["roomName"].as_str().unwrap_or(""));
 
     let names: Vec<_> = f.events_so_far().await.into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, vec!["call.ended", "room.created", "room.joined"], "token requests emit nothing");
+    assert_eq!(names, vec!["call.ended", "room.created", "room.joined"], "other token requests emit nothing");
 }
 
 async fn operations_endpoints_and_cors_answer(f: Fixture) {

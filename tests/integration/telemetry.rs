@@ -2,7 +2,10 @@
 //! from the replica that caused it to the replica that emitted it, JSON log lines that
 //! name their request and trace, and no secret anywhere.
 
-use crate::support::{Api, Mode, RedisServer, SioClient, TestApp, WAIT, eventually, spawn_binary};
+use crate::lifecycle::{post_webhook, webhook_body};
+use crate::support::{
+    API_SECRET, Api, Mode, RedisServer, SioClient, TestApp, WAIT, eventually, sign_webhook, spawn_binary,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
@@ -16,7 +19,7 @@ use tokio::process::{Child, Command};
 #[tokio::test]
 async fn the_metrics_scrape_lints_clean_and_covers_what_sres_watch() {
     let redis = RedisServer::start();
-    let app = TestApp::redis(&redis, "metrics").await;
+    let app = TestApp::with_flags(Some(&redis), "metrics", &["--call-ring-timeout", "1"]).await;
     let mut client = SioClient::connect(&app.base, Mode::Websocket).await;
     let (ana, ben) = (app.api.user("Ana").await, app.api.user("Ben").await);
     let (_, call) = app.api.post("/calls", json!({ "fromUserId": ana, "toUserId": ben })).await;
@@ -25,9 +28,16 @@ async fn the_metrics_scrape_lints_clean_and_covers_what_sres_watch() {
     let (_, room) = app.api.post("/rooms", json!({ "name": "R" })).await;
     app.api.post(&format!("/rooms/{}/join", room["id"].as_str().unwrap_or("")), json!({ "userId": ana })).await;
     app.api.get("/users/nobody").await;
-    for _ in 0..6 {
-        client.next_event().await;
-    }
+    // Webhooks of every outcome, and a call left to ring until its timer fires.
+    let (_, unanswered) = app.api.post("/calls", json!({ "fromUserId": ana, "toUserId": ben })).await;
+    let (_, answered_by_webhook) = app.api.post("/calls", json!({ "fromUserId": ana, "toUserId": ben })).await;
+    let joined = webhook_body("participant_joined", "EV_metrics", &answered_by_webhook["roomName"], Some(&ben));
+    post_webhook(&app.api, &joined, Some(sign_webhook(&joined, API_SECRET))).await;
+    post_webhook(&app.api, &joined, Some(sign_webhook(&joined, API_SECRET))).await;
+    post_webhook(&app.api, &joined, Some(sign_webhook("{}", API_SECRET))).await;
+    post_webhook(&app.api, "not json", Some(sign_webhook("not json", API_SECRET))).await;
+    let missed = unanswered["id"].clone();
+    client.events_until(|name, arg| name == "call.ended" && arg["data"]["callId"] == missed).await;
     let scrape =
         || async { app.api.raw(Method::GET, "/metrics").send().await.expect("sent").text().await.expect("text") };
     eventually("the clients gauge to count the websocket client", || async {
@@ -41,7 +51,15 @@ async fn the_metrics_scrape_lints_clean_and_covers_what_sres_watch() {
         "switchboard_events_published_total{event=\"room.joined\"}",
         "switchboard_events_emitted_total{event=\"call.started\"}",
         "switchboard_relay_delay_seconds_bucket{le=\"0.001\"}",
-        "switchboard_redis_command_duration_seconds_bucket{op=\"end_call\",le=\"0.001\"}",
+        "switchboard_redis_command_duration_seconds_bucket{op=\"update_call\",le=\"0.001\"}",
+        "switchboard_calls_ended_total{reason=\"missed\"}",
+        "switchboard_call_ring_seconds_bucket{le=\"0.5\"}",
+        "switchboard_call_duration_seconds_bucket{le=\"5\"}",
+        "switchboard_call_timer_lateness_seconds_bucket{le=\"2\"}",
+        "switchboard_call_timers_fired_total{kind=\"missed\"}",
+        "switchboard_livekit_webhooks_total{type=\"participant_joined\",outcome=\"duplicate\"}",
+        "switchboard_livekit_webhooks_total{type=\"other\",outcome=\"invalid_signature\"}",
+        "switchboard_livekit_webhooks_total{type=\"other\",outcome=\"failed\"}",
         "switchboard_redis_errors_total{op=\"insert_call\"}",
         "switchboard_redis_connected{client=\"subscriber\"}",
         "switchboard_livekit_tokens_issued_total",

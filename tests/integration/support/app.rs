@@ -37,19 +37,24 @@ impl TestApp {
     }
 
     async fn spawn(redis_url: Option<String>, namespace: &str) -> Self {
-        Self::spawn_with(redis_url, None, namespace).await
+        Self::spawn_with(redis_url, None, namespace, &[]).await
+    }
+
+    /// A replica on the embedded store (`redis` `None`) or a Redis, with extra flags.
+    pub async fn with_flags(redis: Option<&RedisServer>, namespace: &str, flags: &[&str]) -> Self {
+        Self::spawn_with(redis.map(RedisServer::url), None, namespace, flags).await
     }
 
     /// A replica on the Redis at `redis_url` (a deployment of [`Shapes::private`]).
     ///
     /// [`Shapes::private`]: super::Shapes::private
     pub async fn on_url(redis_url: (String, Option<String>), namespace: &str) -> Self {
-        Self::spawn_with(Some(redis_url.0), redis_url.1, namespace).await
+        Self::spawn_with(Some(redis_url.0), redis_url.1, namespace, &[]).await
     }
 
-    async fn spawn_with(redis_url: Option<String>, ca_file: Option<String>, namespace: &str) -> Self {
+    async fn spawn_with(redis_url: Option<String>, ca_file: Option<String>, namespace: &str, flags: &[&str]) -> Self {
         let ttl = TOKEN_TTL_S.to_string();
-        let mut cfg = Config::try_parse_from([
+        let base_flags = [
             "switchboard",
             "--redis-namespace",
             namespace,
@@ -65,8 +70,8 @@ impl TestApp {
             "1000",
             "--cors-origins",
             "*",
-        ])
-        .expect("valid flags");
+        ];
+        let mut cfg = Config::try_parse_from(base_flags.iter().chain(flags)).expect("valid flags");
         // The environment must not switch a memory test to Redis.
         cfg.redis_url = redis_url;
         cfg.redis_tls_ca_file = ca_file.map(Into::into);

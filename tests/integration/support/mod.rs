@@ -13,6 +13,15 @@ pub use shapes::{Shape, Shapes};
 
 use std::time::Duration;
 
+/// Signs a webhook body exactly as LiveKit does: a token of the API key whose `sha256`
+/// claim is the base64 SHA-256 of the body.
+pub fn sign_webhook(body: &str, secret: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(body.as_bytes()));
+    livekit_api::access_token::AccessToken::with_api_key(API_KEY, secret).with_sha256(&hash).to_jwt().expect("signs")
+}
+
 /// The bound on every wait for something the contract promises will happen.
 pub const WAIT: Duration = Duration::from_secs(10);
 
