@@ -5,11 +5,14 @@
 use crate::domain::Event;
 use crate::events::{self, Delivery, EventBus, Incoming};
 use crate::telemetry::{metrics, trace};
+use axum::http::{HeaderName, HeaderValue, Request, Uri, header};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use socketioxide::layer::SocketIoLayer;
+use socketioxide::service::SocketIoService;
 use socketioxide::{SocketIo, TransportType, extract::SocketRef};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -20,7 +23,7 @@ use tracing::Instrument;
 const MAX_PAYLOAD: usize = 100_000;
 
 /// The Socket.IO layer (path `/socket.io/`) and the handle that emits to its sockets.
-pub fn layer() -> (SocketIoLayer, SocketIo) {
+pub fn layer() -> (Layer, SocketIo) {
     let (layer, io) = SocketIo::builder()
         .max_payload(MAX_PAYLOAD as u64)
         .ws_max_message_size(MAX_PAYLOAD)
@@ -31,7 +34,74 @@ pub fn layer() -> (SocketIoLayer, SocketIo) {
         .build_layer();
     // The default namespace must exist before anything emits to it. Clients only listen.
     io.ns("/", async |_: SocketRef| {});
-    (layer, io)
+    (Layer(layer), io)
+}
+
+/// The headers Engine.IO reads while it handles a request: the websocket key of an upgrade
+/// and the content type of a polling POST. No handler reads any other (credentials come in
+/// the connect packet's `auth`).
+fn kept_headers() -> [HeaderName; 2] {
+    [header::SEC_WEBSOCKET_KEY, header::CONTENT_TYPE]
+}
+
+/// The Socket.IO layer behind a step that hands it an owned copy of each Engine.IO
+/// request's head. Engine.IO keeps the head of the request that opened a session for the
+/// session's whole life; hyper's header values and URI are slices of the connection's
+/// read buffer (8 KiB), so keeping them kept that whole buffer alive for every socket.
+#[derive(Clone)]
+pub struct Layer(SocketIoLayer);
+
+impl<S: Clone> tower::Layer<S> for Layer {
+    type Service = OwnedHead<SocketIoService<S>>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        OwnedHead(self.0.layer(inner))
+    }
+}
+
+/// See [`Layer`].
+#[derive(Clone)]
+pub struct OwnedHead<S>(S);
+
+impl<S, B> tower::Service<Request<B>> for OwnedHead<S>
+where
+    S: tower::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.0.call(owned_head(req))
+    }
+}
+
+/// An Engine.IO request rebuilt from copies: method, version, URI, the [`kept_headers`], and
+/// of the extensions only hyper's upgrade handle (what axum and the middleware added
+/// there, such as the original URI, points into the read buffer too). Anything else is
+/// returned as it is.
+fn owned_head<B>(req: Request<B>) -> Request<B> {
+    if !req.uri().path().starts_with("/socket.io/") {
+        return req;
+    }
+    let (mut parts, body) = req.into_parts();
+    let mut owned = Request::new(body);
+    *owned.method_mut() = parts.method;
+    *owned.version_mut() = parts.version;
+    *owned.uri_mut() = Uri::try_from(parts.uri.to_string()).unwrap_or(parts.uri);
+    for name in kept_headers() {
+        if let Some(value) = parts.headers.get(&name).and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
+            owned.headers_mut().insert(name, value);
+        }
+    }
+    if let Some(upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() {
+        owned.extensions_mut().insert(upgrade);
+    }
+    owned
 }
 
 /// Keeps the connected-clients gauge current, by each socket's transport now (a
@@ -90,4 +160,31 @@ async fn emit(io: &SocketIo, text: &str) {
     }
     let delay = events::now_us().saturating_sub(incoming.sent_at_us);
     metrics::event_emitted(name, Duration::from_micros(delay));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_engine_io_head_keeps_only_what_engine_io_reads() {
+        let req = Request::get("/socket.io/?EIO=4&transport=websocket")
+            .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+            .header(header::COOKIE, "a=b")
+            .extension(42u32)
+            .body(())
+            .expect("request");
+        let owned = owned_head(req);
+        assert_eq!(owned.uri(), "/socket.io/?EIO=4&transport=websocket");
+        assert_eq!(owned.headers().len(), 1);
+        assert_eq!(owned.headers()[header::SEC_WEBSOCKET_KEY], "dGhlIHNhbXBsZSBub25jZQ==");
+        assert!(owned.extensions().get::<u32>().is_none());
+    }
+
+    #[test]
+    fn other_requests_pass_untouched() {
+        let req = Request::get("/users").header(header::COOKIE, "a=b").extension(42u32).body(()).expect("request");
+        let req = owned_head(req);
+        assert_eq!((req.headers().len(), req.extensions().get::<u32>()), (1, Some(&42)));
+    }
 }
