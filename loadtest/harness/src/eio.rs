@@ -1,6 +1,6 @@
-//! A minimal Socket.IO client: Engine.IO v4 over a plain websocket, default namespace
-//! only. Enough to hold thousands of connections cheaply, answer pings and see events;
-//! nothing of the polling transport, acks or binary packets.
+//! A minimal Socket.IO client: Engine.IO v4 over a plain websocket or over HTTP long
+//! polling, default namespace only. Enough to hold thousands of sessions cheaply, answer
+//! pings and see events; no acks, no binary packets, no upgrade from polling.
 
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -108,6 +108,100 @@ impl Client {
             }
         }
     }
+}
+
+/// A Socket.IO client on Engine.IO's polling transport, connected to the default namespace.
+/// Between packets it keeps one long-polling GET pending, as socket.io-client does; its
+/// requests share the `http` client's connection pool.
+pub struct Polling {
+    http: reqwest::Client,
+    /// `…/socket.io/?EIO=4&transport=polling&sid=…`
+    url: String,
+}
+
+/// Engine.IO v4 separates the packets of one polling payload with a record separator.
+const SEPARATOR: char = '\u{1e}';
+
+impl Polling {
+    /// Opens a session (`GET` → `0{"sid":…}`), joins the default namespace (`POST 40`),
+    /// then polls until its `40{…}` arrives.
+    pub async fn connect(http: &reqwest::Client, base: &str) -> Result<Self, String> {
+        let connect = async {
+            let handshake = format!("{base}/socket.io/?EIO=4&transport=polling");
+            let open = get_text(http, &handshake).await?;
+            let sid = open
+                .strip_prefix('0')
+                .and_then(|o| string_field(o, "sid"))
+                .ok_or_else(|| format!("expected an Engine.IO open packet, got {open:?}"))?;
+            let client = Polling { http: http.clone(), url: format!("{handshake}&sid={sid}") };
+            client.post("40").await?;
+            loop {
+                for packet in get_text(http, &client.url).await?.split(SEPARATOR) {
+                    match packet {
+                        "2" => client.post("3").await?,
+                        p if p.starts_with("40") => return Ok(client),
+                        p if p.starts_with("44") => return Err(format!("connect refused: {p}")),
+                        p if p.starts_with('1') => return Err("closed during handshake".into()),
+                        _ => {}
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await.map_err(|_| "handshake timed out".to_string())?
+    }
+
+    /// Polls until the session ends or `stop` fires, answering pings.
+    pub async fn run(&self, stop: &mut watch::Receiver<bool>) -> End {
+        if *stop.borrow() {
+            return End::Stopped;
+        }
+        loop {
+            tokio::select! {
+                payload = get_text(&self.http, &self.url) => {
+                    let Ok(payload) = payload else { return End::Closed };
+                    for packet in payload.split(SEPARATOR) {
+                        if packet == "2" {
+                            if self.post("3").await.is_err() {
+                                return End::Closed;
+                            }
+                        } else if packet.starts_with('1') {
+                            return End::Closed;
+                        }
+                    }
+                }
+                _ = stop.changed() => return End::Stopped,
+            }
+        }
+    }
+
+    /// Closes the session (Engine.IO close packet).
+    pub async fn close(self) {
+        let _ = self.post("1").await;
+    }
+
+    async fn post(&self, packet: &'static str) -> Result<(), String> {
+        let resp = self
+            .http
+            .post(&self.url)
+            .header("content-type", "text/plain;charset=UTF-8")
+            .body(packet)
+            .send()
+            .await
+            .map_err(|e| format!("polling POST: {e}"))?;
+        let status = resp.status();
+        // Read the body ("ok") so that the connection goes back to the pool.
+        let _ = resp.bytes().await;
+        status.is_success().then_some(()).ok_or_else(|| format!("polling POST: {status}"))
+    }
+}
+
+async fn get_text(http: &reqwest::Client, url: &str) -> Result<String, String> {
+    let resp = http.get(url).send().await.map_err(|e| format!("polling GET: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("polling GET: {status}"));
+    }
+    resp.text().await.map_err(|e| format!("polling GET: {e}"))
 }
 
 /// The event name of an event packet body: `["call.started",{…}]` → `call.started`.

@@ -1,4 +1,4 @@
-//! switchboard-bench: runs the L1–L5 scenarios against switchboard and the Node.js baseline
+//! switchboard-bench: runs the L1–L5 scenarios (and L4b) against switchboard and the Node.js baseline
 //! on one Redis, in one run, and prints both with their ratios (and writes them as JSON).
 //! It drives what k6 cannot do well: thousands of idle websockets, cross-replica fan-out
 //! delay, memory per connection and reconnection after a replica dies.
@@ -27,7 +27,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "switchboard,node")]
     impls: Vec<String>,
     /// Scenarios to run.
-    #[arg(long, value_delimiter = ',', default_value = "L1,L2,L3,L4,L5")]
+    #[arg(long, value_delimiter = ',', default_value = "L1,L2,L3,L4,L4b,L5")]
     only: Vec<String>,
     /// Runs per scenario (the table shows medians).
     #[arg(long, default_value_t = 3)]
@@ -83,6 +83,9 @@ struct Args {
     l3_secs: f64,
     #[arg(long, default_value_t = 10_000)]
     l4_connections: usize,
+    /// Idle polling sessions in L4b.
+    #[arg(long, default_value_t = 2_000)]
+    l4b_sessions: usize,
     #[arg(long, default_value_t = 10_000)]
     l5_clients: usize,
 }
@@ -101,6 +104,7 @@ impl Args {
                 l3_publishers: 2,
                 l3_secs: 1.0,
                 l4_connections: 50,
+                l4b_sessions: 20,
                 l5_clients: 50,
                 l5_observe_secs: 15.0,
             };
@@ -116,6 +120,7 @@ impl Args {
             l3_publishers: self.l3_publishers,
             l3_secs: self.l3_secs,
             l4_connections: self.l4_connections,
+            l4b_sessions: self.l4b_sessions,
             l5_clients: self.l5_clients,
             l5_observe_secs: 20.0,
         }
@@ -141,7 +146,7 @@ fn parse_impls(names: &[String]) -> Result<Vec<Impl>, String> {
 /// (indexed like `SCENARIOS`). Clusters are stopped as each phase ends.
 async fn bench_impl(imp: Impl, args: &Args, sizes: &Sizes, launcher: &Launcher, results: &mut [ImplResult]) {
     let runs = args.runs.max(1);
-    let [l1, l2, l3, l4, l5] = results else { unreachable!("one result per scenario") };
+    let [l1, l2, l3, l4, l4b, l5] = results else { unreachable!("one result per scenario") };
     eprintln!("bench: {} ...", imp.name());
     if args.smoke {
         // One cluster for everything: smoke runs check that scenarios work, not how well,
@@ -149,6 +154,7 @@ async fn bench_impl(imp: Impl, args: &Args, sizes: &Sizes, launcher: &Launcher, 
         match launcher.up(imp, 2, true) {
             Ok(c) => {
                 l4.record(scenarios::l4(&c.replicas[0], sizes).await);
+                l4b.record(scenarios::l4b(&c.replicas[0], sizes).await);
                 l1.record(scenarios::l1(&c.replicas[0], sizes).await);
                 l2.record(scenarios::l2(&c.replicas[0], &c.replicas[1], sizes).await);
                 l3.record(scenarios::l3(&c.replicas, sizes).await);
@@ -158,13 +164,21 @@ async fn bench_impl(imp: Impl, args: &Args, sizes: &Sizes, launcher: &Launcher, 
         }
         return;
     }
-    // L4 first and on fresh replicas: memory freed by earlier load would otherwise be
-    // reused by the new connections and hide their cost.
+    // L4 and L4b first and on fresh replicas: memory freed by earlier load would otherwise
+    // be reused by the new connections and hide their cost.
     if args.wants("L4") {
         for _ in 0..runs {
             match launcher.up(imp, 1, false) {
                 Ok(c) => l4.record(scenarios::l4(&c.replicas[0], sizes).await),
                 Err(e) => l4.record(Err(e)),
+            }
+        }
+    }
+    if args.wants("L4b") {
+        for _ in 0..runs {
+            match launcher.up(imp, 1, false) {
+                Ok(c) => l4b.record(scenarios::l4b(&c.replicas[0], sizes).await),
+                Err(e) => l4b.record(Err(e)),
             }
         }
     }

@@ -1,8 +1,8 @@
-//! The five scenarios (L1–L5). Each drives one running cluster and returns its numbers;
+//! The scenarios (L1–L5, and L4b). Each drives one running cluster and returns its numbers;
 //! none of them judges the numbers (that is the report's job), so smoke runs can reuse them.
 
 use crate::cluster::{self, Cluster, Replica};
-use crate::eio::{self, Client, End};
+use crate::eio::{self, Client, End, Polling};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,6 +24,7 @@ pub struct Sizes {
     pub l3_publishers: usize,
     pub l3_secs: f64,
     pub l4_connections: usize,
+    pub l4b_sessions: usize,
     pub l5_clients: usize,
     /// How long L5 waits for reconnections after the kill (the target is 10 s).
     pub l5_observe_secs: f64,
@@ -408,6 +409,87 @@ pub async fn l4(replica: &Replica, s: &Sizes) -> Result<Metrics, String> {
         metric("kib_per_conn", after.saturating_sub(before) as f64 / n),
         metric("rss_before_mib", before as f64 / 1024.0),
         metric("rss_after_mib", after as f64 / 1024.0),
+        metric("connect_s", connect_s),
+    ])
+}
+
+/// Opens `n` polling sessions on `base` (256 handshakes at a time), each then polling until
+/// `stop` fires and closing its session, and returns once every one is connected.
+async fn spawn_polling(
+    http: &reqwest::Client,
+    base: &str,
+    n: usize,
+    stop: &watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, String> {
+    let sem = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    let mut handles = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (http, base, sem, ready, mut stop) =
+            (http.clone(), base.to_owned(), sem.clone(), ready_tx.clone(), stop.clone());
+        handles.push(tokio::spawn(async move {
+            let permit = sem.acquire_owned().await;
+            let connected = Polling::connect(&http, &base).await;
+            drop(permit);
+            match connected {
+                Ok(session) => {
+                    let _ = ready.send(Ok(()));
+                    if session.run(&mut stop).await == End::Stopped {
+                        session.close().await;
+                    }
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                }
+            }
+        }));
+    }
+    drop(ready_tx);
+    for _ in 0..n {
+        match ready_rx.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(format!("a polling client failed to connect: {e}")),
+            None => return Err("polling tasks ended early".into()),
+        }
+    }
+    Ok(handles)
+}
+
+/// L4b: resident memory per idle polling session on one replica. Each session keeps one
+/// long-polling GET pending (one connection); requests share one pool whose idle
+/// connections close after 1 s, so that what is measured, after a 3 s settle, is the
+/// sessions and their pending polls, not the handshakes' spare connections.
+pub async fn l4b(replica: &Replica, s: &Sizes) -> Result<Metrics, String> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(1))
+        // Longer than any server's ping interval (25 s by default): a poll waits that long.
+        .timeout(Duration::from_secs(90))
+        .build()
+        .map_err(|e| format!("http client: {e}"))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let warm = spawn_polling(&http, &replica.url, 10, &stop_rx).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = cluster::rss_kib(replica.pid)?;
+    let t0 = Instant::now();
+    let sessions = spawn_polling(&http, &replica.url, s.l4b_sessions, &stop_rx).await?;
+    let connect_s = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = cluster::rss_kib(replica.pid)?;
+    let connections = cluster::established_on_port(replica.port);
+    let _ = stop_tx.send(true);
+    for c in warm.into_iter().chain(sessions) {
+        c.await.map_err(|e| e.to_string())?;
+    }
+    let n = s.l4b_sessions as f64;
+    Ok(vec![
+        metric("sessions", n),
+        metric("kib_per_session", after.saturating_sub(before) as f64 / n),
+        metric("rss_before_mib", before as f64 / 1024.0),
+        metric("rss_after_mib", after as f64 / 1024.0),
+        // Open TCP connections to the replica when RSS was read (sessions + 10 warm-up).
+        metric("server_connections", connections as f64),
         metric("connect_s", connect_s),
     ])
 }
