@@ -1,12 +1,15 @@
 //! Builds a replica once: picks the memory or Redis backends, wires the service, the
 //! Socket.IO layer, the relay and the middleware.
 
-use crate::config::Config;
+use crate::audience::Audiences;
+use crate::auth::Tokens;
+use crate::config::{AuthMode, Config};
+use crate::events::History;
 use crate::events::{EventBus, LocalBus, RedisBus};
 use crate::http::{self, AppState};
 use crate::livekit::{TokenIssuer, WebhookVerifier};
 use crate::realtime;
-use crate::service::Service;
+use crate::service::{Identity, Service};
 use crate::store::{MemoryStore, RedisStore, Store, WaitReplicas};
 use crate::telemetry::metrics;
 use axum::Router;
@@ -72,15 +75,20 @@ impl App {
             cfg.livekit_url.clone(),
             cfg.livekit_token_ttl,
         );
+        let webhooks = WebhookVerifier::new(&cfg.livekit_api_key, &cfg.livekit_api_secret);
+        let identity = identity(cfg);
+        let audiences = identity.is_some().then(|| Arc::new(Audiences::default()));
+        let service = Arc::new(Service::new(store, bus.clone(), tokens, webhooks, cfg.timeouts(), identity));
         let (sio_layer, io) = realtime::layer();
-        let mut tasks =
-            vec![realtime::spawn_relay(bus.as_ref(), io.clone()), tokio::spawn(realtime::count_clients(io.clone()))];
+        realtime::serve(&io, audiences.as_ref().map(|a| (a, service.clone())));
+        let mut tasks = vec![
+            realtime::spawn_relay(bus.as_ref(), io.clone(), audiences),
+            tokio::spawn(realtime::count_clients(io.clone())),
+            tokio::spawn(fire_timers(service.clone())),
+        ];
         if let Some((client, subscriber)) = &redis {
             tasks.push(tokio::spawn(watch_connections(client.clone(), subscriber.clone())));
         }
-        let webhooks = WebhookVerifier::new(&cfg.livekit_api_key, &cfg.livekit_api_secret);
-        let service = Arc::new(Service::new(store, bus, tokens, webhooks, cfg.timeouts()));
-        tasks.push(tokio::spawn(fire_timers(service.clone())));
         let state = AppState {
             service,
             metrics: metrics::install(),
@@ -159,6 +167,16 @@ fn redis_clients(
 /// Every store and bus command: fail at once while disconnected, wait at most `timeout`.
 fn command_options(timeout: Duration) -> Options {
     Options { fail_fast: true, timeout: Some(timeout), max_attempts: Some(1), ..Default::default() }
+}
+
+/// `AUTH=token`: the token keys and the event history's bounds.
+fn identity(cfg: &Config) -> Option<Identity> {
+    let secret = cfg.auth_secret.as_deref().filter(|_| cfg.auth == AuthMode::Token)?;
+    Some(Identity {
+        tokens: Tokens::new(secret.as_bytes()),
+        ttl: cfg.auth_token_ttl,
+        history: History { max: cfg.event_history, ttl: cfg.event_history_ttl },
+    })
 }
 
 /// Every replica polls the stored deadlines twice a second and fires those due: a missed

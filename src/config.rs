@@ -76,6 +76,27 @@ pub struct Config {
     #[arg(long, env = "CALL_MAX_DURATION", default_value = "0", value_parser = seconds_or_zero)]
     pub call_max_duration: Duration,
 
+    /// `open`: no credentials, every event to every client (v1). `token`: bearer tokens on
+    /// REST and Socket.IO, each event only to its audience, resumable event streams.
+    #[arg(long, env = "AUTH", value_enum, default_value_t = AuthMode::Open)]
+    pub auth: AuthMode,
+
+    /// HS256 key of user and server tokens, at least 32 bytes; required with AUTH=token.
+    #[arg(long, env = "AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
+    /// Lifetime in seconds of the user tokens switchboard issues on registration.
+    #[arg(long, env = "AUTH_TOKEN_TTL", default_value = "86400", value_parser = seconds)]
+    pub auth_token_ttl: Duration,
+
+    /// Events kept per user for resuming after a reconnect (AUTH=token).
+    #[arg(long, env = "EVENT_HISTORY", default_value_t = 1000)]
+    pub event_history: u32,
+
+    /// Seconds an event stays resumable (AUTH=token).
+    #[arg(long, env = "EVENT_HISTORY_TTL", default_value = "86400", value_parser = seconds)]
+    pub event_history_ttl: Duration,
+
     /// Comma-separated allowed CORS origins; `*` allows every origin.
     #[arg(long, env = "CORS_ORIGINS", default_value = "*", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -124,10 +145,32 @@ pub struct Config {
 }
 
 /// What to do instead of serving.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::Subcommand)]
+#[derive(Clone, Debug, PartialEq, Eq, clap::Subcommand)]
 pub enum Command {
     /// Print the OpenAPI document of the REST API (docs/openapi.json) and exit.
     Openapi,
+    /// Print a token signed with AUTH_SECRET and exit: a user token (`--user ID`) or a
+    /// server token (`--server`), which acts as any user and hears every event.
+    Token {
+        /// The user the token identifies.
+        #[arg(long, conflicts_with = "server", required_unless_present = "server")]
+        user: Option<String>,
+        /// A server token instead.
+        #[arg(long)]
+        server: bool,
+        /// Lifetime in seconds.
+        #[arg(long, default_value = "3600", value_parser = seconds)]
+        ttl: Duration,
+    },
+}
+
+/// Who may call the API, and who hears which event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// v1: no credentials; every event to every client.
+    Open,
+    /// Bearer tokens; each event to its audience; resumable streams.
+    Token,
 }
 
 /// A setting that cannot work: the binary stops before serving anything.
@@ -236,6 +279,14 @@ impl Config {
         if self.ops_port != 0 && self.ops_port == self.port {
             return fail("OPS_PORT (--ops-port)", "must differ from PORT");
         }
+        match (self.auth, self.auth_secret.as_deref().map(str::len)) {
+            (_, Some(n)) if n < 32 => return fail("AUTH_SECRET (--auth-secret)", "must be at least 32 bytes"),
+            (AuthMode::Token, None) => return fail("AUTH_SECRET (--auth-secret)", "is required with AUTH=token"),
+            _ => {}
+        }
+        if self.event_history == 0 {
+            return fail("EVENT_HISTORY (--event-history)", "must be at least 1");
+        }
         if self.body_limit == 0 {
             return fail("BODY_LIMIT (--body-limit)", "must be at least 1 byte");
         }
@@ -271,6 +322,13 @@ impl fmt::Debug for Config {
             .field("livekit_api_key", &self.livekit_api_key)
             .field("livekit_api_secret", &"<redacted>")
             .field("livekit_token_ttl", &self.livekit_token_ttl)
+            .field("auth", &self.auth)
+            .field("auth_secret", &self.auth_secret.as_ref().map(|_| "<redacted>"))
+            .field("auth_token_ttl", &self.auth_token_ttl)
+            .field("event_history", &self.event_history)
+            .field("event_history_ttl", &self.event_history_ttl)
+            .field("call_ring_timeout", &self.call_ring_timeout)
+            .field("call_max_duration", &self.call_max_duration)
             .field("cors_origins", &self.cors_origins)
             .field("body_limit", &self.body_limit)
             .field("drain_period", &self.drain_period)

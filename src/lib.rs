@@ -6,12 +6,15 @@
 //! - [`events`]: how events travel between replicas (in-process or Redis pub/sub)
 //! - [`realtime`]: Socket.IO and the relay, the only code that emits to sockets
 //! - [`http`]: the REST API
-//! - [`livekit`]: access tokens
+//! - [`auth`]: user and server tokens (`AUTH=token`)
+//! - [`livekit`]: access tokens and webhooks
 //! - [`telemetry`]: logs and metrics
 //!
 //! Dependencies point one way: `http` → `service` → `store` / `events`.
 
 pub mod app;
+pub mod audience;
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod edge;

@@ -14,9 +14,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cfg = Config::parse();
-    if cfg.command == Some(config::Command::Openapi) {
-        println!("{}", switchboard::http::openapi::json());
-        return std::process::ExitCode::SUCCESS;
+    match &cfg.command {
+        Some(config::Command::Openapi) => {
+            println!("{}", switchboard::http::openapi::json());
+            return std::process::ExitCode::SUCCESS;
+        }
+        Some(config::Command::Token { user, server, ttl }) => return print_token(&cfg, user.as_deref(), *server, *ttl),
+        None => {}
     }
     if let Err(e) = cfg.validate() {
         // Before logging starts, as clap reports its own errors: nothing is served.
@@ -44,6 +48,25 @@ async fn main() -> std::process::ExitCode {
     }
     telemetry.shutdown();
     if served.is_ok() { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
+}
+
+/// `switchboard token`: prints a user or server token signed with AUTH_SECRET.
+fn print_token(cfg: &Config, user: Option<&str>, server: bool, ttl: std::time::Duration) -> std::process::ExitCode {
+    let Some(secret) = cfg.auth_secret.as_deref().filter(|s| s.len() >= 32) else {
+        eprintln!("error: invalid setting AUTH_SECRET (--auth-secret): set it, at least 32 bytes, to sign tokens");
+        return std::process::ExitCode::from(2);
+    };
+    let tokens = switchboard::auth::Tokens::new(secret.as_bytes());
+    let minted = match (server, user.and_then(switchboard::domain::UserId::parse)) {
+        (true, _) => tokens.server(ttl),
+        (false, Some(user)) => tokens.user(user, ttl),
+        (false, None) => {
+            eprintln!("error: --user must be a user id (a UUID)");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    println!("{}", minted.token);
+    std::process::ExitCode::SUCCESS
 }
 
 /// Completes on the first SIGTERM or SIGINT.

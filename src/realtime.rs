@@ -2,8 +2,10 @@
 //! to sockets. Every event reaches a replica's sockets through the bus, its own included,
 //! so each client hears each event exactly once whichever replica caused it.
 
+use crate::audience::Audiences;
 use crate::domain::Event;
 use crate::events::{self, Delivery, EventBus, Incoming};
+use crate::service::Service;
 use crate::telemetry::{metrics, trace};
 use axum::http::{HeaderName, HeaderValue, Request, Uri, header};
 use futures::StreamExt;
@@ -12,6 +14,7 @@ use serde_json::value::RawValue;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::service::SocketIoService;
 use socketioxide::{SocketIo, TransportType, extract::SocketRef};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -32,9 +35,18 @@ pub fn layer() -> (Layer, SocketIo) {
         // 4 KiB default read buffer is most of an idle socket's cost (L4: 26.6 → 22.7 KiB).
         .ws_read_buffer_size(256)
         .build_layer();
-    // The default namespace must exist before anything emits to it. Clients only listen.
-    io.ns("/", async |_: SocketRef| {});
     (Layer(layer), io)
+}
+
+/// Serves the default namespace: anyone connects and hears every event (`AUTH=open`), or
+/// only authenticated connections, each hearing its audiences (`AUTH=token`). It must
+/// exist before anything emits to it.
+pub fn serve(io: &SocketIo, audiences: Option<(&Arc<Audiences>, Arc<Service>)>) {
+    match audiences {
+        Some((audiences, service)) => audiences.serve(io, service),
+        // Clients only listen.
+        None => io.ns("/", async |_: SocketRef| {}),
+    }
 }
 
 /// The headers Engine.IO reads while it handles a request: the websocket key of an upgrade
@@ -122,13 +134,14 @@ struct Payload<'a> {
     data: &'a RawValue,
 }
 
-/// Subscribes to the bus now, then emits each message to this replica's sockets.
-pub fn spawn_relay(bus: &dyn EventBus, io: SocketIo) -> JoinHandle<()> {
+/// Subscribes to the bus now, then emits each message to this replica's sockets: to all
+/// of them, or with `AUTH=token` an addressed event to its audiences.
+pub fn spawn_relay(bus: &dyn EventBus, io: SocketIo, audiences: Option<Arc<Audiences>>) -> JoinHandle<()> {
     let mut deliveries = bus.subscribe();
     tokio::spawn(async move {
         while let Some(delivery) = deliveries.next().await {
             match delivery {
-                Delivery::Message(text) => emit(&io, &text).await,
+                Delivery::Message(text) => emit(&io, &text, audiences.as_deref()).await,
                 Delivery::Lagged(n) => {
                     metrics::events_dropped(n);
                     tracing::warn!(events = n, "relay fell behind the bus; events were dropped");
@@ -138,7 +151,7 @@ pub fn spawn_relay(bus: &dyn EventBus, io: SocketIo) -> JoinHandle<()> {
     })
 }
 
-async fn emit(io: &SocketIo, text: &str) {
+async fn emit(io: &SocketIo, text: &str, audiences: Option<&Audiences>) {
     let incoming: Incoming<'_> = match serde_json::from_str(text) {
         Ok(incoming) => incoming,
         Err(e) => return tracing::warn!(error = %e, "ignoring an undecodable bus message"),
@@ -151,7 +164,9 @@ async fn emit(io: &SocketIo, text: &str) {
     if let Some(traceparent) = incoming.traceparent {
         trace::continue_from(&span, traceparent);
     }
-    if let Err(e) = io.emit(name, &Payload { data: incoming.data }).instrument(span).await {
+    // An addressed event goes to its audiences, each connection with its offset.
+    let addressed = span.in_scope(|| audiences.is_some_and(|a| a.deliver(name, &incoming)));
+    if !addressed && let Err(e) = io.emit(name, &Payload { data: incoming.data }).instrument(span).await {
         // A socket whose buffer is full (a client that does not keep up) misses the event.
         if let socketioxide::BroadcastError::Socket(missed) = &e {
             metrics::events_dropped(missed.len() as u64);

@@ -1,6 +1,7 @@
 //! Pure domain types: ids, validated names, timestamps, the three resources and the
 //! events they cause. No I/O and no HTTP here.
 
+mod actor;
 mod event;
 mod ids;
 mod lifecycle;
@@ -8,6 +9,7 @@ mod name;
 mod resources;
 mod time;
 
+pub use actor::{Actor, Forbidden};
 pub use event::Event;
 pub use ids::{CallId, RoomId, RoomName, UserId};
 pub use lifecycle::{DeclineReason, Outcome, Refusal, Timeouts, Transition};

@@ -9,11 +9,12 @@ mod redis;
 pub use local::LocalBus;
 pub use redis::RedisBus;
 
-use crate::domain::Event;
+use crate::domain::{Event, UserId};
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What a subscriber receives.
 #[derive(Debug)]
@@ -54,6 +55,84 @@ pub struct Incoming<'a> {
     /// The W3C trace context of the request that caused the event.
     #[serde(default)]
     pub traceparent: Option<&'a str>,
+    /// `AUTH=token`: the users the event is addressed to, each with the event's offset in
+    /// that user's history. Absent: every client.
+    #[serde(default, borrow)]
+    pub to: Option<HashMap<&'a str, &'a str>>,
+}
+
+/// Who hears an event with `AUTH=token` (section 8 of the contract).
+#[derive(Clone, Copy, Debug)]
+pub enum Audience<'a> {
+    Everyone,
+    Users(&'a [UserId]),
+    /// The room's participants after the change; only the store knows them then.
+    Participants,
+}
+
+/// How addressed events are kept per user for resuming (`EVENT_HISTORY`,
+/// `EVENT_HISTORY_TTL`).
+#[derive(Clone, Copy, Debug)]
+pub struct History {
+    pub max: u32,
+    pub ttl: Duration,
+}
+
+/// What the store receives with a change: the encoded event, preceded, when it is
+/// addressed to users, by a header line `#<users>|<max>|<ttl>`: comma-separated user ids
+/// (`@` for the room's participants), the history length and lifetime. The store appends
+/// the event to each user's history and publishes it with `"to": {user: offset}` (see
+/// [`address`]); the header never reaches the bus.
+pub fn envelope(event: &Event, audience: Audience<'_>, history: Option<History>) -> String {
+    let encoded = encode(event);
+    let (users, history) = match (audience, history) {
+        (_, None) | (Audience::Everyone, _) => return encoded,
+        (Audience::Users(users), Some(h)) => (users.iter().map(ToString::to_string).collect::<Vec<_>>().join(","), h),
+        (Audience::Participants, Some(h)) => ("@".to_owned(), h),
+    };
+    format!("#{users}|{}|{}\n{encoded}", history.max, history.ttl.as_secs())
+}
+
+/// An envelope taken apart: the header's users (`None`: the participants), history length
+/// and lifetime, and the event; `None` when the envelope has no header.
+pub fn open(envelope: &str) -> Option<(Option<Vec<&str>>, u32, Duration, &str)> {
+    let (header, body) = envelope.strip_prefix('#')?.split_once('\n')?;
+    let mut parts = header.split('|');
+    let users = parts.next()?;
+    let max = parts.next()?.parse().ok()?;
+    let ttl = Duration::from_secs(parts.next()?.parse().ok()?);
+    let users = (users != "@").then(|| users.split(',').filter(|u| !u.is_empty()).collect());
+    Some((users, max, ttl, body))
+}
+
+/// An event's position in one user's history: a stream entry id, `<ms>-<seq>`,
+/// increasing per user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Offset(pub u64, pub u64);
+
+impl Offset {
+    pub fn parse(s: &str) -> Option<Self> {
+        let (ms, seq) = s.split_once('-')?;
+        Some(Self(ms.parse().ok()?, seq.parse().ok()?))
+    }
+
+    /// The next offset after `self` at wall-clock `ms`.
+    pub fn next(self, ms: u64) -> Self {
+        if ms > self.0 { Self(ms, 0) } else { Self(self.0, self.1 + 1) }
+    }
+}
+
+impl std::fmt::Display for Offset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
+}
+
+/// The bus message of an addressed event: `body` with `"to"` first. The Redis scripts
+/// build the same text (prelude.lua).
+pub fn address(body: &str, offsets: &[(String, String)]) -> String {
+    let to: Vec<String> = offsets.iter().map(|(user, offset)| format!("\"{user}\":\"{offset}\"")).collect();
+    format!("{{\"to\":{{{}}},{}", to.join(","), body.strip_prefix('{').unwrap_or(body))
 }
 
 /// Encodes an event for the bus, stamped with the current time and trace.
@@ -72,7 +151,26 @@ pub fn now_us() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{RoomId, UserId};
+    use crate::domain::RoomId;
+
+    #[test]
+    fn an_addressed_envelope_opens_and_its_message_decodes_with_offsets() {
+        let (a, b) = (UserId::new(), UserId::new());
+        let history = Some(History { max: 10, ttl: Duration::from_secs(60) });
+        let event = Event::room_joined(RoomId::new(), a);
+        let envelope = envelope(&event, Audience::Users(&[a, b]), history);
+        let (users, max, ttl, body) = open(&envelope).expect("a header");
+        let (a_s, b_s) = (a.to_string(), b.to_string());
+        assert_eq!((users, max, ttl.as_secs()), (Some(vec![a_s.as_str(), b_s.as_str()]), 10, 60));
+        assert!(body.starts_with(r#"{"event":"room.joined""#), "{body}");
+        let message = address(body, &[(a_s.clone(), "1-0".into()), (b_s.clone(), "1-1".into())]);
+        let incoming: Incoming<'_> = serde_json::from_str(&message).expect("decodes");
+        let to = incoming.to.expect("addressed");
+        assert_eq!((to[a_s.as_str()], to[b_s.as_str()], incoming.event), ("1-0", "1-1", "room.joined"));
+        assert!(open(&super::envelope(&event, Audience::Participants, history)).is_some_and(|(u, ..)| u.is_none()));
+        assert!(open(&super::envelope(&event, Audience::Everyone, history)).is_none());
+        assert!(open(&super::envelope(&event, Audience::Users(&[a]), None)).is_none());
+    }
 
     #[test]
     fn an_encoded_event_decodes_to_its_name_and_data() {

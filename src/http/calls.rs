@@ -3,7 +3,7 @@
 use super::extract::{Body, CallQuery, Fields, FromFields, OptionalBody, PathId};
 use super::openapi::{AcceptProblems, CallProblems, DeclineProblems, EndCallProblems, ListProblems, StartCallProblems};
 use super::{ApiError, AppState};
-use crate::domain::{Call, CallId, DeclineReason, UserId};
+use crate::domain::{Actor, Call, CallId, DeclineReason, UserId};
 use crate::livekit::Grant;
 use axum::Json;
 use axum::extract::State;
@@ -15,15 +15,16 @@ use utoipa::ToSchema;
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]
 pub struct NewCall {
-    /// The caller.
-    from_user_id: UserId,
+    /// The caller. Required with `AUTH=open`; with `AUTH=token` it defaults to the token's
+    /// user, and may only name them (a server token must name it).
+    from_user_id: Option<UserId>,
     /// The callee; must differ from the caller.
     to_user_id: UserId,
 }
 
 impl FromFields for NewCall {
     fn read(fields: &mut Fields<'_>) -> Option<Self> {
-        let from = fields.id("fromUserId", UserId::parse);
+        let from = fields.actor("fromUserId");
         let to = fields.id("toUserId", UserId::parse);
         Some(Self { from_user_id: from?, to_user_id: to? })
     }
@@ -51,13 +52,13 @@ impl CallWithToken {
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]
 pub struct Acceptance {
-    /// The callee.
-    user_id: UserId,
+    /// The callee (with `AUTH=token`, defaults to the token's user).
+    user_id: Option<UserId>,
 }
 
 impl FromFields for Acceptance {
     fn read(fields: &mut Fields<'_>) -> Option<Self> {
-        Some(Self { user_id: fields.id("userId", UserId::parse)? })
+        Some(Self { user_id: fields.actor("userId")? })
     }
 }
 
@@ -65,8 +66,8 @@ impl FromFields for Acceptance {
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]
 pub struct Refusal {
-    /// The callee.
-    user_id: UserId,
+    /// The callee (with `AUTH=token`, defaults to the token's user).
+    user_id: Option<UserId>,
     /// `declined` (the default) or `busy`.
     #[schema(required = false)]
     reason: DeclineReason,
@@ -74,7 +75,7 @@ pub struct Refusal {
 
 impl FromFields for Refusal {
     fn read(fields: &mut Fields<'_>) -> Option<Self> {
-        let user = fields.id("userId", UserId::parse);
+        let user = fields.actor("userId");
         let reason = fields.optional_choice("reason", DeclineReason::parse, "declined, busy");
         Some(Self { user_id: user?, reason: reason?.unwrap_or_default() })
     }
@@ -84,7 +85,8 @@ impl FromFields for Refusal {
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]
 pub struct Ending {
-    /// Who ends it: the caller or the callee; becomes `endedBy`.
+    /// Who ends it: the caller or the callee; becomes `endedBy`. With `AUTH=token` it
+    /// defaults to the token's user.
     #[schema(required = false)]
     user_id: Option<UserId>,
 }
@@ -99,25 +101,26 @@ impl FromFields for Ending {
 #[utoipa::path(operation_id = "startCall", post, path = "/calls", tag = "calls", request_body = NewCall,
     responses((status = 201, description = "The call, with the caller's LiveKit token", body = CallWithToken), StartCallProblems))]
 pub async fn start(
+    actor: Actor,
     State(app): State<AppState>,
     Body(NewCall { from_user_id, to_user_id }): Body<NewCall>,
 ) -> Result<(StatusCode, Json<CallWithToken>), ApiError> {
-    let (call, grant) = app.service.start_call(from_user_id, to_user_id).await?;
+    let (call, grant) = app.service.start_call(actor, from_user_id, to_user_id).await?;
     Ok((StatusCode::CREATED, CallWithToken::new(call, grant)))
 }
 
 /// Calls, newest first, optionally of one user or in one state.
 #[utoipa::path(operation_id = "listCalls", get, path = "/calls", tag = "calls", params(CallQuery),
     responses((status = 200, description = "Calls, newest first", body = Vec<Call>), ListProblems))]
-pub async fn list(State(app): State<AppState>, query: CallQuery) -> Result<Json<Vec<Call>>, ApiError> {
-    Ok(Json(app.service.calls(query.filter, query.limit).await?))
+pub async fn list(actor: Actor, State(app): State<AppState>, query: CallQuery) -> Result<Json<Vec<Call>>, ApiError> {
+    Ok(Json(app.service.calls(actor, query.filter, query.limit).await?))
 }
 
 /// One call.
 #[utoipa::path(operation_id = "getCall", get, path = "/calls/{id}", tag = "calls", params(("id" = String, Path, description = "The call's id")),
     responses((status = 200, description = "The call", body = Call), CallProblems))]
-pub async fn get(State(app): State<AppState>, id: PathId) -> Result<Json<Call>, ApiError> {
-    Ok(Json(app.service.call(call_id(&id)?).await?))
+pub async fn get(actor: Actor, State(app): State<AppState>, id: PathId) -> Result<Json<Call>, ApiError> {
+    Ok(Json(app.service.call(actor, call_id(&id)?).await?))
 }
 
 /// The callee answers a ringing call, announced with `call.accepted`; accepting an
@@ -126,11 +129,12 @@ pub async fn get(State(app): State<AppState>, id: PathId) -> Result<Json<Call>, 
     request_body = Acceptance,
     responses((status = 200, description = "The accepted call, with the callee's LiveKit token", body = CallWithToken), AcceptProblems))]
 pub async fn accept(
+    actor: Actor,
     State(app): State<AppState>,
     id: PathId,
     Body(Acceptance { user_id }): Body<Acceptance>,
 ) -> Result<Json<CallWithToken>, ApiError> {
-    let (call, grant) = app.service.accept_call(call_id(&id)?, user_id).await?;
+    let (call, grant) = app.service.accept_call(actor, call_id(&id)?, user_id).await?;
     Ok(CallWithToken::new(call, grant))
 }
 
@@ -140,11 +144,12 @@ pub async fn accept(
     request_body = Refusal,
     responses((status = 200, description = "The declined call", body = Call), DeclineProblems))]
 pub async fn decline(
+    actor: Actor,
     State(app): State<AppState>,
     id: PathId,
     Body(Refusal { user_id, reason }): Body<Refusal>,
 ) -> Result<Json<Call>, ApiError> {
-    Ok(Json(app.service.decline_call(call_id(&id)?, user_id, reason).await?))
+    Ok(Json(app.service.decline_call(actor, call_id(&id)?, user_id, reason).await?))
 }
 
 /// Ends a call and announces it with `call.ended`, once: ending an ended call returns it
@@ -154,11 +159,12 @@ pub async fn decline(
     request_body(content = Option<Ending>, description = "Nothing, `{}`, or who ends the call"),
     responses((status = 200, description = "The ended call", body = Call), EndCallProblems))]
 pub async fn end(
+    actor: Actor,
     State(app): State<AppState>,
     id: PathId,
     OptionalBody(Ending { user_id }): OptionalBody<Ending>,
 ) -> Result<Json<Call>, ApiError> {
-    Ok(Json(app.service.end_call(call_id(&id)?, user_id).await?))
+    Ok(Json(app.service.end_call(actor, call_id(&id)?, user_id).await?))
 }
 
 fn call_id(id: &PathId) -> Result<CallId, ApiError> {

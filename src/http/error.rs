@@ -24,6 +24,8 @@ pub struct ApiError {
     pub errors: Vec<FieldError>,
     /// Seconds after which a retry may succeed (`Retry-After`).
     pub retry_after: Option<u32>,
+    /// A 401's `WWW-Authenticate` challenge.
+    pub challenge: Option<&'static str>,
 }
 
 /// An RFC 9457 problem document.
@@ -47,7 +49,7 @@ pub(super) struct Problem<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), errors: Vec::new(), retry_after: None }
+        Self { status, code, detail: detail.into(), errors: Vec::new(), retry_after: None, challenge: None }
     }
 
     pub fn invalid(errors: Vec<FieldError>) -> Self {
@@ -82,6 +84,9 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
         }
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static(challenge));
+        }
         response
     }
 }
@@ -101,6 +106,11 @@ impl From<service::Error> for ApiError {
                 Self::new(StatusCode::FORBIDDEN, "not_a_participant", detail)
             }
             E::NotTheCallee(_) => Self::new(StatusCode::FORBIDDEN, "not_the_callee", detail),
+            E::Unauthorized => {
+                Self { challenge: Some("Bearer"), ..Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail) }
+            }
+            E::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", detail),
+            E::Required(field) => Self::invalid(vec![FieldError { field, message: "is required".into() }]),
             E::SelfCall => {
                 Self::invalid(vec![FieldError { field: "toUserId", message: "must differ from fromUserId".into() }])
             }
@@ -146,6 +156,9 @@ mod tests {
             (service::Error::NotInCall(CallId::new()), 403, "not_a_participant"),
             (service::Error::NotTheCallee(CallId::new()), 403, "not_the_callee"),
             (service::Error::SelfCall, 422, "validation_failed"),
+            (service::Error::Unauthorized, 401, "unauthorized"),
+            (service::Error::Forbidden("userId"), 403, "forbidden"),
+            (service::Error::Required("userId"), 422, "validation_failed"),
             (service::Error::Webhook(Rejected::Signature), 401, "invalid_signature"),
             (service::Error::Unavailable(Unavailable::Unreachable("down".into())), 503, "store_unavailable"),
             (service::Error::Unavailable(Unavailable::Unconfirmed("timeout".into())), 503, "outcome_unknown"),

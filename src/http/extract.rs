@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::error::{ApiError, FieldError};
-use crate::domain::{CallFilter, CallStatus, Name, NameError, UserId};
+use crate::domain::{Actor, CallFilter, CallStatus, Name, NameError, UserId};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{StatusCode, header, request::Parts};
@@ -50,7 +50,27 @@ impl<T: FromFields> FromRequest<AppState> for Body<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let JsonObject(body) = JsonObject::from_request(req, state).await?;
         let body = body.ok_or_else(|| ApiError::invalid_json("a JSON object body is required"))?;
-        read_fields(&body).map(Self)
+        read_fields(&body, state).map(Self)
+    }
+}
+
+/// The identity a request acts for: anyone with `AUTH=open`; with `AUTH=token`, the
+/// bearer token's user or server (401 `unauthorized` otherwise). Every endpoint that needs
+/// authentication takes it first, so that a request without a valid token learns nothing
+/// else.
+impl FromRequestParts<AppState> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if !state.service.requires_tokens() {
+            return Ok(Actor::Anyone);
+        }
+        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let (scheme, token) = header.split_once(' ').unwrap_or_default();
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(crate::service::Error::Unauthorized.into());
+        }
+        Ok(state.service.authenticate(token.trim()).await?)
     }
 }
 
@@ -62,12 +82,13 @@ impl<T: FromFields> FromRequest<AppState> for OptionalBody<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let JsonObject(body) = JsonObject::from_request(req, state).await?;
-        read_fields(&body.unwrap_or_default()).map(Self)
+        read_fields(&body.unwrap_or_default(), state).map(Self)
     }
 }
 
-fn read_fields<T: FromFields>(body: &Map<String, Value>) -> Result<T, ApiError> {
+fn read_fields<T: FromFields>(body: &Map<String, Value>, state: &AppState) -> Result<T, ApiError> {
     let mut fields = Fields::new(body);
+    fields.actor_defaults = state.service.requires_tokens();
     let value = T::read(&mut fields);
     fields.finish(|| value)
 }
@@ -135,11 +156,24 @@ fn is_json_type(value: &str) -> bool {
 pub struct Fields<'a> {
     body: &'a Map<String, Value>,
     errors: Vec<FieldError>,
+    /// `AUTH=token`: a field naming the actor may be left out (it defaults to the token's
+    /// user); with `AUTH=open` it is required.
+    actor_defaults: bool,
 }
 
 impl<'a> Fields<'a> {
     pub fn new(body: &'a Map<String, Value>) -> Self {
-        Self { body, errors: Vec::new() }
+        Self { body, errors: Vec::new(), actor_defaults: false }
+    }
+
+    /// A field naming the user who acts (`fromUserId`, `userId`): required with
+    /// `AUTH=open`, optional with `AUTH=token`; `Some(None)` when left out.
+    pub fn actor(&mut self, field: &'static str) -> Option<Option<UserId>> {
+        if self.actor_defaults {
+            self.optional_id(field, UserId::parse)
+        } else {
+            self.id(field, UserId::parse).map(Some)
+        }
     }
 
     fn fail(&mut self, field: &'static str, message: impl Into<String>) {

@@ -3,7 +3,7 @@
 use super::extract::{Body, Fields, FromFields, read_body};
 use super::openapi::{TokenProblems, WebhookProblems};
 use super::{ApiError, AppState};
-use crate::domain::{RoomName, UserId};
+use crate::domain::{Actor, RoomName, UserId};
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -19,14 +19,15 @@ const WEBHOOK_BODY_LIMIT: usize = 64 * 1024;
 pub struct TokenRequest {
     /// The LiveKit room name of a call or a room.
     room_name: RoomName,
-    /// Who asks: the caller or callee of the call, or a participant of the room.
-    user_id: UserId,
+    /// Who asks: the caller or callee of the call, or a participant of the room (with
+    /// `AUTH=token`, defaults to the token's user).
+    user_id: Option<UserId>,
 }
 
 impl FromFields for TokenRequest {
     fn read(fields: &mut Fields<'_>) -> Option<Self> {
         let room = fields.id("roomName", RoomName::parse);
-        let user = fields.id("userId", UserId::parse);
+        let user = fields.actor("userId");
         Some(Self { room_name: room?, user_id: user? })
     }
 }
@@ -46,11 +47,12 @@ pub struct TokenResult {
 #[utoipa::path(operation_id = "livekitToken", post, path = "/livekit/token", tag = "livekit", request_body = TokenRequest,
     responses((status = 200, description = "The token", body = TokenResult), TokenProblems))]
 pub async fn token(
+    actor: Actor,
     State(app): State<AppState>,
     Body(TokenRequest { room_name, user_id }): Body<TokenRequest>,
 ) -> Result<Json<TokenResult>, ApiError> {
-    let grant = app.service.token(room_name, user_id).await?;
-    Ok(Json(TokenResult { token: grant.token, url: grant.url, room_name, identity: user_id }))
+    let (grant, identity) = app.service.token(actor, room_name, user_id).await?;
+    Ok(Json(TokenResult { token: grant.token, url: grant.url, room_name, identity }))
 }
 
 /// What a verified webhook did.

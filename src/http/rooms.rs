@@ -3,7 +3,7 @@
 use super::extract::{Body, Fields, FromFields, Limit, PathId};
 use super::openapi::{BodyProblems, JoinProblems, ListProblems, RoomProblems};
 use super::{ApiError, AppState};
-use crate::domain::{Name, Room, RoomId, RoomName, UserId};
+use crate::domain::{Actor, Name, Room, RoomId, RoomName, UserId};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -27,13 +27,13 @@ impl FromFields for NewRoom {
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]
 pub struct Joining {
-    /// Who joins.
-    user_id: UserId,
+    /// Who joins (with `AUTH=token`, defaults to the token's user).
+    user_id: Option<UserId>,
 }
 
 impl FromFields for Joining {
     fn read(fields: &mut Fields<'_>) -> Option<Self> {
-        Some(Self { user_id: fields.id("userId", UserId::parse)? })
+        Some(Self { user_id: fields.actor("userId")? })
     }
 }
 
@@ -55,6 +55,7 @@ pub struct JoinResult {
 #[utoipa::path(operation_id = "createRoom", post, path = "/rooms", tag = "rooms", request_body = NewRoom,
     responses((status = 201, description = "The new room", body = Room), BodyProblems))]
 pub async fn create(
+    _: Actor,
     State(app): State<AppState>,
     Body(NewRoom { name }): Body<NewRoom>,
 ) -> Result<(StatusCode, Json<Room>), ApiError> {
@@ -64,14 +65,14 @@ pub async fn create(
 /// Every room, oldest first.
 #[utoipa::path(operation_id = "listRooms", get, path = "/rooms", tag = "rooms", params(Limit),
     responses((status = 200, description = "Rooms, oldest first", body = Vec<Room>), ListProblems))]
-pub async fn list(State(app): State<AppState>, Limit(limit): Limit) -> Result<Json<Vec<Room>>, ApiError> {
+pub async fn list(_: Actor, State(app): State<AppState>, Limit(limit): Limit) -> Result<Json<Vec<Room>>, ApiError> {
     Ok(Json(app.service.rooms(limit).await?))
 }
 
 /// One room.
 #[utoipa::path(operation_id = "getRoom", get, path = "/rooms/{id}", tag = "rooms", params(("id" = String, Path, description = "The room's id")),
     responses((status = 200, description = "The room", body = Room), RoomProblems))]
-pub async fn get(State(app): State<AppState>, id: PathId) -> Result<Json<Room>, ApiError> {
+pub async fn get(_: Actor, State(app): State<AppState>, id: PathId) -> Result<Json<Room>, ApiError> {
     Ok(Json(app.service.room(room_id(&id)?).await?))
 }
 
@@ -81,12 +82,13 @@ pub async fn get(State(app): State<AppState>, id: PathId) -> Result<Json<Room>, 
     request_body = Joining,
     responses((status = 200, description = "The join, with a LiveKit token", body = JoinResult), JoinProblems))]
 pub async fn join(
+    actor: Actor,
     State(app): State<AppState>,
     id: PathId,
     Body(Joining { user_id }): Body<Joining>,
 ) -> Result<Json<JoinResult>, ApiError> {
     let room = room_id(&id)?;
-    let joined = app.service.join_room(room, user_id).await?;
+    let joined = app.service.join_room(actor, room, user_id).await?;
     Ok(Json(JoinResult {
         room_id: joined.room.id,
         user_id: joined.user,

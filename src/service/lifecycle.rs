@@ -4,10 +4,10 @@
 
 use super::{Error, Result, Service};
 use crate::domain::{
-    Call, CallId, CallStatus, DeclineReason, EndReason, Event, LiveKitRoom, Outcome, Refusal, Timestamp, Transition,
-    UserId,
+    Actor, Call, CallId, CallStatus, DeclineReason, EndReason, Event, LiveKitRoom, Outcome, Refusal, Timestamp,
+    Transition, UserId,
 };
-use crate::events;
+use crate::events::Audience;
 use crate::livekit::{Action, Grant, Notice, Rejected};
 use crate::store::{CallChange, CallUpdate, Unavailable};
 use crate::telemetry::metrics;
@@ -59,22 +59,42 @@ enum Skipped {
 
 impl Service {
     /// The callee answers: the call and the callee's grant. Idempotent.
-    pub async fn accept_call(&self, id: CallId, by: UserId) -> Result<(Call, Grant)> {
-        let call = self.transition(id, Transition::Accept { by }, Guard::default()).await?.call;
+    pub async fn accept_call(&self, actor: Actor, id: CallId, named: Option<UserId>) -> Result<(Call, Grant)> {
+        let call = self.call(actor, id).await?;
+        let by = Self::act(actor, named, "userId")?;
+        let call = self.answer(call, by).await?;
         let callee = self.user(by).await?;
         let grant = self.tokens.grant(callee.id, &callee.name, call.room_name)?;
         Ok((call, grant))
     }
 
-    /// The callee declines a ringing call; declining an ended call returns it as it is.
-    pub async fn decline_call(&self, id: CallId, by: UserId, reason: DeclineReason) -> Result<Call> {
-        Ok(self.transition(id, Transition::Decline { by, reason }, Guard::default()).await?.call)
+    /// `by` answers the call (as `/accept`, or the callee's token request, does).
+    pub(super) async fn answer(&self, call: Call, by: UserId) -> Result<Call> {
+        Ok(settled(self.try_transition(call, Transition::Accept { by }, Guard::default()).await?))
     }
 
-    /// Ends a call (by one of its users, or by no one named); ending an ended call returns
-    /// it as it is and announces nothing.
-    pub async fn end_call(&self, id: CallId, by: Option<UserId>) -> Result<Call> {
-        Ok(self.transition(id, Transition::End { by }, Guard::default()).await?.call)
+    /// The callee declines a ringing call; declining an ended call returns it as it is.
+    pub async fn decline_call(
+        &self,
+        actor: Actor,
+        id: CallId,
+        named: Option<UserId>,
+        reason: DeclineReason,
+    ) -> Result<Call> {
+        let call = self.call(actor, id).await?;
+        let by = Self::act(actor, named, "userId")?;
+        Ok(settled(self.try_transition(call, Transition::Decline { by, reason }, Guard::default()).await?))
+    }
+
+    /// Ends a call (by one of its users, or, with `AUTH=open`, by no one named); ending an
+    /// ended call returns it as it is and announces nothing.
+    pub async fn end_call(&self, actor: Actor, id: CallId, named: Option<UserId>) -> Result<Call> {
+        let call = self.call(actor, id).await?;
+        let by = match actor {
+            Actor::Anyone => named,
+            _ => Some(Self::act(actor, named, "userId")?),
+        };
+        Ok(settled(self.try_transition(call, Transition::End { by }, Guard::default()).await?))
     }
 
     /// Ends every call whose deadline has passed: any replica may run this at any time, and
@@ -141,18 +161,12 @@ impl Service {
         }
     }
 
-    /// Applies `transition` to the stored call; a skipped timer claim or webhook counts as
-    /// no change.
-    pub(super) async fn transition(
-        &self,
-        id: CallId,
-        transition: Transition,
-        guard: Guard<'_>,
-    ) -> Result<Transitioned> {
-        let call = self.call(id).await?;
+    /// Applies `transition` to the stored call; a skipped timer claim counts as no change.
+    async fn transition(&self, id: CallId, transition: Transition, guard: Guard<'_>) -> Result<Transitioned> {
+        let call = self.call(Actor::Server, id).await?;
         Ok(match self.try_transition(call, transition, guard).await? {
             Ok(done) => done,
-            Err(_) => Transitioned { call: self.call(id).await?, applied: false },
+            Err(_) => Transitioned { call: self.call(Actor::Server, id).await?, applied: false },
         })
     }
 
@@ -171,7 +185,8 @@ impl Service {
                 Ok(Outcome::Unchanged) => return Ok(Ok(Transitioned { call, applied: false })),
                 Ok(Outcome::Changed { call, events }) => (call, events),
             };
-            let encoded: Vec<String> = events.iter().map(events::encode).collect();
+            let parties = [after.from_user_id, after.to_user_id];
+            let encoded: Vec<String> = events.iter().map(|e| self.envelope(e, Audience::Users(&parties))).collect();
             let change = CallChange {
                 from: call.status,
                 call: &after,
@@ -192,6 +207,14 @@ impl Service {
             }
         }
         Err(Unavailable::Unreachable(format!("call {} kept changing under the update", call.id)).into())
+    }
+}
+
+/// A request's transition: no timer claim or delivery id, so never skipped.
+fn settled(outcome: std::result::Result<Transitioned, Skipped>) -> Call {
+    match outcome {
+        Ok(done) => done.call,
+        Err(Skipped::Unclaimed | Skipped::Duplicate) => unreachable!("a request carries no claim and no delivery id"),
     }
 }
 

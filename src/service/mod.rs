@@ -6,15 +6,17 @@ mod lifecycle;
 
 pub use lifecycle::{Transitioned, WebhookOutcome};
 
+use crate::auth::{Minted, Tokens};
 use crate::domain::{
-    Call, CallFilter, CallId, CallStatus, Event, LiveKitRoom, Name, Room, RoomId, RoomName, Timeouts, Transition, User,
+    Actor, Call, CallFilter, CallId, CallStatus, Event, LiveKitRoom, Name, Room, RoomId, RoomName, Timeouts, User,
     UserId,
 };
-use crate::events::{self, EventBus};
+use crate::events::{self, Audience, EventBus, History};
 use crate::livekit::{Grant, Rejected, SigningFailed, TokenIssuer, WebhookVerifier};
 use crate::store::{Join, NewCall, Store, Unavailable};
 use crate::telemetry::metrics;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why a use case failed; `http::error` maps each to a status and a `code`.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,12 @@ pub enum Error {
     NotTheCallee(CallId),
     #[error("a user cannot call themselves")]
     SelfCall,
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    #[error("{0} names a user this token may not act as")]
+    Forbidden(&'static str),
+    #[error("{0} is required")]
+    Required(&'static str),
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
     #[error(transparent)]
@@ -57,6 +65,14 @@ pub struct Joined {
     pub grant: Grant,
 }
 
+/// `AUTH=token`: who may act, and how addressed events are kept for resuming.
+pub struct Identity {
+    pub tokens: Tokens,
+    /// Lifetime of the user tokens issued on registration.
+    pub ttl: Duration,
+    pub history: History,
+}
+
 /// Everything a request handler may ask for.
 pub struct Service {
     store: Arc<dyn Store>,
@@ -64,6 +80,8 @@ pub struct Service {
     tokens: TokenIssuer,
     webhooks: WebhookVerifier,
     timeouts: Timeouts,
+    /// `None`: `AUTH=open`.
+    identity: Option<Identity>,
 }
 
 impl Service {
@@ -73,17 +91,56 @@ impl Service {
         tokens: TokenIssuer,
         webhooks: WebhookVerifier,
         timeouts: Timeouts,
+        identity: Option<Identity>,
     ) -> Self {
-        Self { store, bus, tokens, webhooks, timeouts }
+        Self { store, bus, tokens, webhooks, timeouts, identity }
     }
 
-    pub async fn register_user(&self, name: Name) -> Result<User> {
+    /// Whether requests and connections need a token (`AUTH=token`).
+    pub fn requires_tokens(&self) -> bool {
+        self.identity.is_some()
+    }
+
+    /// Who a bearer token speaks for: a server, or a user who exists.
+    pub async fn authenticate(&self, token: &str) -> Result<Actor> {
+        let identity = self.identity.as_ref().ok_or(Error::Unauthorized)?;
+        let actor = identity.tokens.verify(token).map_err(|_| Error::Unauthorized)?;
+        if let Actor::User(user) = actor
+            && self.store.user(user).await?.is_none()
+        {
+            return Err(Error::Unauthorized);
+        }
+        Ok(actor)
+    }
+
+    /// The user a request acts as: the one its body names, or the token's user.
+    fn act(actor: Actor, named: Option<UserId>, field: &'static str) -> Result<UserId> {
+        match actor.acting_as(named) {
+            Ok(Some(user)) => Ok(user),
+            Ok(None) => Err(Error::Required(field)),
+            Err(_) => Err(Error::Forbidden(field)),
+        }
+    }
+
+    /// The event as the store takes it: addressed to `audience` with `AUTH=token`.
+    fn envelope(&self, event: &Event, audience: Audience<'_>) -> String {
+        events::envelope(event, audience, self.identity.as_ref().map(|i| i.history))
+    }
+
+    /// Registers a user; with `AUTH=token`, also issues the user's token.
+    pub async fn register_user(&self, name: Name) -> Result<(User, Option<Minted>)> {
         let user = User::new(name);
         let event = Event::user_registered(&user);
-        self.store.insert_user(&user, &events::encode(&event)).await?;
+        self.store.insert_user(&user, &self.envelope(&event, Audience::Everyone)).await?;
         metrics::user_registered();
         metrics::event_published(event.name());
-        Ok(user)
+        let token = self.identity.as_ref().map(|i| i.tokens.user(user.id, i.ttl));
+        Ok((user, token))
+    }
+
+    /// `AUTH=token`: what `user` missed after `offset`; `None` when it cannot be known.
+    pub async fn missed(&self, user: UserId, offset: &str) -> Result<Option<Vec<(String, String)>>> {
+        Ok(self.store.history(user, offset).await?)
     }
 
     pub async fn user(&self, id: UserId) -> Result<User> {
@@ -95,14 +152,16 @@ impl Service {
     }
 
     /// Starts a call and returns it with the caller's grant.
-    pub async fn start_call(&self, from: UserId, to: UserId) -> Result<(Call, Grant)> {
+    pub async fn start_call(&self, actor: Actor, from: Option<UserId>, to: UserId) -> Result<(Call, Grant)> {
+        let from = Self::act(actor, from, "fromUserId")?;
         if from == to {
             return Err(Error::SelfCall);
         }
         let call = Call::new(from, to);
         let event = Event::call_started(&call);
         let deadline = self.timeouts.deadline(&call);
-        let caller = match self.store.insert_call(&call, deadline, &events::encode(&event)).await? {
+        let envelope = self.envelope(&event, Audience::Users(&[from, to]));
+        let caller = match self.store.insert_call(&call, deadline, &envelope).await? {
             NewCall::Stored { caller } => caller,
             NewCall::NoUser(id) => return Err(Error::UserNotFound(id)),
         };
@@ -112,18 +171,27 @@ impl Service {
         Ok((call, grant))
     }
 
-    pub async fn call(&self, id: CallId) -> Result<Call> {
-        self.store.call(id).await?.ok_or(Error::CallNotFound(id))
+    /// A call its actor may see (calls are private to their parties): 404 otherwise.
+    pub async fn call(&self, actor: Actor, id: CallId) -> Result<Call> {
+        let call = self.store.call(id).await?.filter(|call| actor.may_see(call));
+        call.ok_or(Error::CallNotFound(id))
     }
 
-    pub async fn calls(&self, filter: CallFilter, limit: usize) -> Result<Vec<Call>> {
+    /// Calls, newest first; a user sees only their own.
+    pub async fn calls(&self, actor: Actor, mut filter: CallFilter, limit: usize) -> Result<Vec<Call>> {
+        if let Some(me) = actor.own_calls() {
+            match filter.user {
+                Some(other) if other != me => return Err(Error::Forbidden("userId")),
+                _ => filter.user = Some(me),
+            }
+        }
         Ok(self.store.calls(filter, limit).await?)
     }
 
     pub async fn create_room(&self, name: Name) -> Result<Room> {
         let room = Room::new(name);
         let event = Event::room_created(&room);
-        self.store.insert_room(&room, &events::encode(&event)).await?;
+        self.store.insert_room(&room, &self.envelope(&event, Audience::Everyone)).await?;
         metrics::room_created();
         metrics::event_published(event.name());
         Ok(room)
@@ -138,9 +206,11 @@ impl Service {
     }
 
     /// Adds the user to the room (once) and returns a fresh grant; every join publishes.
-    pub async fn join_room(&self, room_id: RoomId, user_id: UserId) -> Result<Joined> {
+    pub async fn join_room(&self, actor: Actor, room_id: RoomId, user_id: Option<UserId>) -> Result<Joined> {
+        let user_id = Self::act(actor, user_id, "userId")?;
         let event = Event::room_joined(room_id, user_id);
-        let (room, user) = match self.store.join_room(room_id, user_id, &events::encode(&event)).await? {
+        let envelope = self.envelope(&event, Audience::Participants);
+        let (room, user) = match self.store.join_room(room_id, user_id, &envelope).await? {
             Join::Joined { room, user } => (room, user),
             Join::NoRoom => return Err(Error::RoomNotFound(room_id)),
             Join::NoUser => return Err(Error::UserNotFound(user_id)),
@@ -153,7 +223,8 @@ impl Service {
 
     /// A grant for the callee or caller of a live call, or a participant of a room. The
     /// callee asking while the call rings answers it, exactly as `/accept` would.
-    pub async fn token(&self, room_name: RoomName, user_id: UserId) -> Result<Grant> {
+    pub async fn token(&self, actor: Actor, room_name: RoomName, user_id: Option<UserId>) -> Result<(Grant, UserId)> {
+        let user_id = Self::act(actor, user_id, "userId")?;
         let owner = self.store.livekit_room(room_name).await?.ok_or(Error::NoSuchLiveKitRoom(room_name))?;
         let user = self.user(user_id).await?;
         let (allowed, ended) = match &owner {
@@ -169,10 +240,10 @@ impl Service {
                 return Err(Error::CallEnded(call.id));
             }
             if call.status == CallStatus::Initiated && call.to_user_id == user.id {
-                self.transition(call.id, Transition::Accept { by: user.id }, lifecycle::Guard::default()).await?;
+                self.answer(call.clone(), user.id).await?;
             }
         }
-        Ok(self.tokens.grant(user.id, &user.name, room_name)?)
+        Ok((self.tokens.grant(user.id, &user.name, room_name)?, user.id))
     }
 
     /// Whether this replica can serve requests and deliver events now.

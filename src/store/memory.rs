@@ -4,11 +4,11 @@
 
 use super::{CallChange, CallUpdate, DELIVERY_ID_TTL, Join, NewCall, Store, StoreResult};
 use crate::domain::{Call, CallFilter, CallId, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId};
-use crate::events::LocalBus;
+use crate::events::{self, LocalBus, Offset};
 use async_trait::async_trait;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Default)]
 struct State {
@@ -24,9 +24,55 @@ struct State {
     due: BTreeSet<(i64, CallId)>,
     /// Delivery ids already applied, with when each may be forgotten.
     deliveries: HashMap<String, Instant>,
+    /// Each user's addressed events (`AUTH=token`), as Redis keeps them in a stream.
+    histories: HashMap<String, History>,
+}
+
+/// One user's kept events, oldest first, and when the whole history expires (like a
+/// Redis key's `EXPIRE`, renewed by each event).
+struct History {
+    entries: VecDeque<(Offset, String)>,
+    last: Offset,
+    expires: Instant,
 }
 
 impl State {
+    /// The bus message of `envelope`, after appending an addressed event to its users'
+    /// histories (see `events::envelope`; prelude.lua does the same in Redis).
+    fn message(&mut self, envelope: &str, participants: &[UserId]) -> String {
+        let Some((users, max, ttl, body)) = events::open(envelope) else {
+            return envelope.to_owned();
+        };
+        let participants: Vec<String> = participants.iter().map(ToString::to_string).collect();
+        let users: Vec<String> = match users {
+            Some(users) => users.into_iter().map(str::to_owned).collect(),
+            None => participants,
+        };
+        let now = Instant::now();
+        let ms = u64::try_from(Timestamp::now().millis()).unwrap_or_default();
+        let offsets = users
+            .into_iter()
+            .map(|user| {
+                let history = self.histories.entry(user.clone()).or_insert_with(|| History {
+                    entries: VecDeque::new(),
+                    last: Offset(0, 0),
+                    expires: now,
+                });
+                if history.expires <= now {
+                    history.entries.clear();
+                }
+                history.last = history.last.next(ms);
+                history.entries.push_back((history.last, body.to_owned()));
+                while history.entries.len() > max as usize {
+                    history.entries.pop_front();
+                }
+                history.expires = now + ttl.max(Duration::from_secs(1));
+                (user, history.last.to_string())
+            })
+            .collect::<Vec<_>>();
+        events::address(body, &offsets)
+    }
+
     fn set_deadline(&mut self, id: CallId, deadline: Option<Timestamp>) {
         if let Some(old) = self.deadlines.remove(&id) {
             self.due.remove(&(old, id));
@@ -84,7 +130,7 @@ impl Store for MemoryStore {
         let mut s = self.lock();
         s.users.insert(user.id, user.clone());
         s.user_order.push(user.id);
-        self.bus.send(event);
+        self.bus.send(&s.message(event, &[]));
         Ok(())
     }
 
@@ -109,7 +155,7 @@ impl Store for MemoryStore {
         s.room_names.insert(call.room_name, Owner::Call(call.id));
         s.set_deadline(call.id, deadline);
         let caller = s.users[&call.from_user_id].clone();
-        self.bus.send(event);
+        self.bus.send(&s.message(event, &[]));
         Ok(NewCall::Stored { caller })
     }
 
@@ -141,9 +187,21 @@ impl Store for MemoryStore {
         s.calls.insert(id, change.call.clone());
         s.set_deadline(id, change.deadline);
         for event in change.events {
-            self.bus.send(event);
+            self.bus.send(&s.message(event, &[]));
         }
         Ok(CallUpdate::Applied)
+    }
+
+    async fn history(&self, user: UserId, after: &str) -> StoreResult<Option<Vec<(String, String)>>> {
+        let s = self.lock();
+        let (Some(history), Some(after)) = (s.histories.get(&user.to_string()), Offset::parse(after)) else {
+            return Ok(None);
+        };
+        if history.expires <= Instant::now() || !history.entries.iter().any(|(offset, _)| *offset == after) {
+            return Ok(None);
+        }
+        let missed = history.entries.iter().filter(|(offset, _)| *offset > after);
+        Ok(Some(missed.map(|(offset, event)| (offset.to_string(), event.clone())).collect()))
     }
 
     async fn delivered(&self, id: &str) -> StoreResult<bool> {
@@ -161,7 +219,7 @@ impl Store for MemoryStore {
         s.rooms.insert(room.id, room.clone());
         s.room_order.push(room.id);
         s.room_names.insert(room.room_name, Owner::Room(room.id));
-        self.bus.send(event);
+        self.bus.send(&s.message(event, &[]));
         Ok(())
     }
 
@@ -185,9 +243,10 @@ impl Store for MemoryStore {
         if !r.participants.contains(&user) {
             r.participants.push(user);
         }
-        let joined = Join::Joined { room: r.clone(), user: joiner };
-        self.bus.send(event);
-        Ok(joined)
+        let room = r.clone();
+        let message = s.message(event, &room.participants);
+        self.bus.send(&message);
+        Ok(Join::Joined { room, user: joiner })
     }
 
     async fn livekit_room(&self, name: RoomName) -> StoreResult<Option<LiveKitRoom>> {

@@ -13,7 +13,7 @@ use crate::domain::{
 use async_trait::async_trait;
 
 /// Every operation name Redis metrics are labelled with (a bounded set).
-pub const REDIS_OPS: [&str; 16] = [
+pub const REDIS_OPS: [&str; 17] = [
     "insert_user",
     "get_user",
     "list_users",
@@ -23,6 +23,7 @@ pub const REDIS_OPS: [&str; 16] = [
     "update_call",
     "due_calls",
     "delivered",
+    "history",
     "insert_room",
     "get_room",
     "list_rooms",
@@ -106,10 +107,11 @@ pub enum NewCall {
 /// Storage of the contract's resources. Every method is atomic with respect to other
 /// replicas sharing the same backing store.
 ///
-/// A method that changes something takes the change's encoded `event` and publishes it on
-/// the event bus in the same atomic step, only if the change is made: a change is never
-/// stored without its event, nor an event sent without its change, whatever happens to
-/// the request afterwards (cancelled, timed out, the replica killed).
+/// A method that changes something takes the change's event envelope
+/// (`events::envelope`) and publishes it on the event bus in the same atomic step, only if
+/// the change is made — appending an addressed event to its users' histories in that step
+/// too: a change is never stored without its event, nor an event sent without its change,
+/// whatever happens to the request afterwards (cancelled, timed out, the replica killed).
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn insert_user(&self, user: &User, event: &str) -> StoreResult<()>;
@@ -139,6 +141,10 @@ pub trait Store: Send + Sync {
 
     /// The call or room that owns a LiveKit room name.
     async fn livekit_room(&self, name: RoomName) -> StoreResult<Option<LiveKitRoom>>;
+
+    /// `AUTH=token`: the user's kept events after `after` (offset, encoded event), oldest
+    /// first; `None` when `after` is no longer kept or unknown (the client must resync).
+    async fn history(&self, user: UserId, after: &str) -> StoreResult<Option<Vec<(String, String)>>>;
 
     /// Whether the store answers now (readiness).
     async fn ping(&self) -> StoreResult<()>;

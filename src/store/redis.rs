@@ -39,6 +39,7 @@ struct Scripts {
     insert_call: Lua,
     update_call: Lua,
     due_calls: Lua,
+    history: Lua,
     insert_room: Lua,
     join_room: Lua,
     list: Lua,
@@ -81,6 +82,7 @@ impl RedisStore {
             insert_call: Lua::new(include_str!("lua/insert_call.lua")),
             update_call: Lua::new(include_str!("lua/update_call.lua")),
             due_calls: Lua::new(include_str!("lua/due_calls.lua")),
+            history: Lua::new(include_str!("lua/history.lua")),
             insert_room: Lua::new(include_str!("lua/insert_room.lua")),
             join_room: Lua::new(include_str!("lua/join_room.lua")),
             list: Lua::new(include_str!("lua/list.lua")),
@@ -379,6 +381,16 @@ impl Store for RedisStore {
             "call" => LiveKitRoom::Call(parse(&text(next(&mut rest))?)?),
             _ => LiveKitRoom::Room(room_entry(next(&mut rest), next(&mut rest))?),
         }))
+    }
+
+    async fn history(&self, user: UserId, after: &str) -> StoreResult<Option<Vec<(String, String)>>> {
+        let args = vec![user.to_string(), after.to_owned()];
+        let reply = self.eval("history", Access::Read, &self.scripts.history, args).await?;
+        if reply.is_null() {
+            return Ok(None);
+        }
+        let items = reply.into_array().into_iter().map(text).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some(items.chunks(2).map(|pair| (pair[0].clone(), pair.get(1).cloned().unwrap_or_default())).collect()))
     }
 
     /// Pings the node that owns the deployment's slot (in a Cluster, another node answering

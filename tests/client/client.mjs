@@ -1,14 +1,17 @@
 // One real Socket.IO client for the integration tests: connects to argv[2] with the
-// transport mode argv[3] (polling | websocket | upgrade) and prints one JSON line per
-// happening on stdout: {"type":"connect"|"upgrade"|"event"|"disconnect"|"error", ...}.
+// transport mode argv[3] (polling | websocket | upgrade) and, when given, the connect
+// packet's auth argv[4] (JSON: { token, offset }), and prints one JSON line per happening
+// on stdout: {"type":"connect"|"upgrade"|"event"|"disconnect"|"error", ...}.
 // It exits when stdin closes, so a test that drops its handle leaves no process behind.
 import { io } from 'socket.io-client';
 
-const [url, mode = 'websocket'] = process.argv.slice(2);
+const [url, mode = 'websocket', auth] = process.argv.slice(2);
 const transports = { polling: ['polling'], websocket: ['websocket'], upgrade: ['polling', 'websocket'] }[mode];
 const say = (line) => process.stdout.write(JSON.stringify(line) + '\n');
 
-const socket = io(url, { transports, reconnectionDelay: 100, reconnectionDelayMax: 500 });
+const socket = io(url, {
+  transports, reconnectionDelay: 100, reconnectionDelayMax: 500, auth: auth ? JSON.parse(auth) : undefined,
+});
 socket.on('connect', () => say({ type: 'connect', id: socket.id, transport: socket.io.engine.transport.name }));
 socket.io.on('open', () => socket.io.engine.on('upgrade', (t) => say({ type: 'upgrade', transport: t.name })));
 socket.on('disconnect', (reason) => say({ type: 'disconnect', reason }));

@@ -6,6 +6,7 @@ mod binary;
 mod cluster;
 mod contract;
 mod failover;
+mod identity;
 mod lifecycle;
 mod local_cluster;
 mod outage;

@@ -8,6 +8,6 @@ if not user then return {'no_user'} end
 if redis.call('SADD', room .. ':members', ARGV[2]) == 1 then
   redis.call('RPUSH', room .. ':participants', ARGV[2])
 end
-emit(ARGV[3])
 local entry = room_entry(ARGV[1])
+emit(ARGV[3], entry[2])
 return {'ok', user, entry[1], entry[2]}

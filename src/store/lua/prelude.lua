@@ -11,7 +11,28 @@ local function room_entry(id)
 end
 
 -- Publishes a change's event in the same atomic step as the change: no change without
--- its event, no event without its change, whatever happens to the caller.
-local function emit(message)
-  redis.call('PUBLISH', p .. 'events', message)
+-- its event, no event without its change, whatever happens to the caller. An addressed
+-- event (AUTH=token) comes as '#<users>|<max>|<ttl>\n<event>' (events::envelope): it is
+-- appended to each user's history (a stream trimmed to max entries, expiring ttl seconds
+-- after its last event) and published with "to": {user: offset}; '@' stands for
+-- `participants`.
+local function emit(message, participants)
+  if message:byte(1) ~= 35 then
+    redis.call('PUBLISH', p .. 'events', message)
+    return
+  end
+  local users, max, ttl, body = message:match('^#([^|]*)|(%d+)|(%d+)\n(.*)$')
+  local list = participants or {}
+  if users ~= '@' then
+    list = {}
+    for user in users:gmatch('[^,]+') do list[#list + 1] = user end
+  end
+  local to = {}
+  for i, user in ipairs(list) do
+    local key = p .. 'history:' .. user
+    local offset = redis.call('XADD', key, 'MAXLEN', max, '*', 'e', body)
+    redis.call('EXPIRE', key, ttl)
+    to[i] = '"' .. user .. '":"' .. offset .. '"'
+  end
+  redis.call('PUBLISH', p .. 'events', '{"to":{' .. table.concat(to, ',') .. '},' .. body:sub(2))
 end

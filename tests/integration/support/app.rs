@@ -19,6 +19,10 @@ pub struct TestApp {
 pub const API_KEY: &str = "test-key";
 pub const API_SECRET: &str = "test-secret-that-is-long-enough";
 pub const TOKEN_TTL_S: u64 = 120;
+/// The `AUTH_SECRET` of replicas run with `AUTH=token`.
+pub const AUTH_SECRET: &str = "a-test-auth-secret-of-at-least-32-bytes";
+/// The flags of a replica with `AUTH=token`.
+pub const TOKEN_MODE: [&str; 4] = ["--auth", "token", "--auth-secret", AUTH_SECRET];
 
 impl TestApp {
     /// A replica on the embedded store.
@@ -107,6 +111,14 @@ impl Api {
     /// A client that opens a connection per request, as many separate devices would.
     pub fn unpooled(base: &str) -> Self {
         Self::with(base, reqwest::Client::builder().pool_max_idle_per_host(0))
+    }
+
+    /// A client whose every request carries `Authorization: Bearer <token>`.
+    pub fn bearer(&self, token: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        Self::with(&self.base, reqwest::Client::builder().default_headers(headers))
     }
 
     fn with(base: &str, builder: reqwest::ClientBuilder) -> Self {

@@ -24,14 +24,34 @@ pub struct SioClient {
 impl SioClient {
     /// Connects and waits for the `connect` (and, in upgrade mode, the upgrade).
     pub async fn connect(base: &str, mode: Mode) -> Self {
+        Self::connect_with(base, mode, None).await
+    }
+
+    /// Connects with the connect packet's `auth` (`{ token, offset }`).
+    pub async fn connect_with(base: &str, mode: Mode, auth: Option<Value>) -> Self {
+        let mut client = Self::spawn(base, mode, auth);
+        client.connected(mode).await;
+        client
+    }
+
+    /// Tries to connect: the `connect_error` message when the server refuses.
+    pub async fn refused(base: &str, auth: Option<Value>) -> String {
+        let mut client = Self::spawn(base, Mode::Websocket, auth);
+        let line = client.next_line().await;
+        assert_eq!(line["type"], "error", "expected a refusal, got {line}");
+        line["message"].as_str().unwrap_or_default().to_owned()
+    }
+
+    fn spawn(base: &str, mode: Mode, auth: Option<Value>) -> Self {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/client/client.mjs");
         let mode_arg = match mode {
             Mode::Polling => "polling",
             Mode::Websocket => "websocket",
             Mode::Upgrade => "upgrade",
         };
+        let auth = auth.map(|a| a.to_string()).unwrap_or_default();
         let mut child = Command::new("node")
-            .args([script, base, mode_arg])
+            .args([script, base, mode_arg, &auth])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -48,7 +68,11 @@ impl SioClient {
                 }
             }
         });
-        let mut client = Self { lines, _child: child };
+        Self { lines, _child: child }
+    }
+
+    async fn connected(&mut self, mode: Mode) {
+        let client = self;
         match mode {
             Mode::Polling | Mode::Websocket => {
                 let connected = client.next_of("connect").await;
@@ -66,7 +90,6 @@ impl SioClient {
                 }
             }
         }
-        client
     }
 
     /// The next line of the given type, skipping others; fails after [`WAIT`].

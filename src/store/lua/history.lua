@@ -1,0 +1,12 @@
+-- ARGV: userId, offset. The user's events after `offset`, as {offset, event, ...}, oldest
+-- first; nil when `offset` is no longer kept (trimmed or expired) or was never an offset
+-- of this user: the events after it may be lost, and the client must resync.
+local key = p .. 'history:' .. ARGV[1]
+local kept = redis.pcall('XRANGE', key, ARGV[2], ARGV[2])
+if type(kept) ~= 'table' or kept.err or #kept == 0 then return nil end
+local out = {}
+for _, entry in ipairs(redis.call('XRANGE', key, '(' .. ARGV[2], '+')) do
+  out[#out + 1] = entry[1]
+  out[#out + 1] = entry[2][2]
+end
+return out

@@ -1,0 +1,410 @@
+//! `AUTH=token` (sections 8 and 9 of the contract): tokens on REST and Socket.IO, each
+//! event only to its audience on every replica, and resuming after a reconnect; on the
+//! embedded store and on two replicas sharing a Redis.
+
+use crate::support::{AUTH_SECRET, Api, Mode, RedisServer, SioClient, TOKEN_MODE, TestApp};
+use jsonwebtoken::{EncodingKey, Header};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use switchboard::auth::Tokens;
+
+enum Backend {
+    Memory,
+    /// Two replicas on one Redis.
+    Redis,
+}
+
+/// Replicas in token mode; requests alternate between them.
+struct Fixture {
+    apis: Vec<Api>,
+    _apps: Vec<TestApp>,
+    _redis: Option<RedisServer>,
+}
+
+/// A registered user and what they act with.
+#[derive(Clone)]
+struct Person {
+    id: String,
+    token: String,
+    api: Api,
+}
+
+impl Fixture {
+    async fn new(backend: Backend, extra: &[&str]) -> Self {
+        let flags: Vec<&str> = TOKEN_MODE.iter().chain(extra).copied().collect();
+        let (apps, redis) = match backend {
+            Backend::Memory => (vec![TestApp::with_flags(None, "unused", &flags).await], None),
+            Backend::Redis => {
+                let server = RedisServer::start();
+                let a = TestApp::with_flags(Some(&server), "identity", &flags).await;
+                let b = TestApp::with_flags(Some(&server), "identity", &flags).await;
+                (vec![a, b], Some(server))
+            }
+        };
+        Self { apis: apps.iter().map(|a| a.api.clone()).collect(), _apps: apps, _redis: redis }
+    }
+
+    fn api(&self, n: usize) -> &Api {
+        &self.apis[n % self.apis.len()]
+    }
+
+    fn base(&self, n: usize) -> &str {
+        self.api(n).base()
+    }
+
+    /// Registers `name` (on replica `n`); the answer carries the user's token.
+    async fn person(&self, n: usize, name: &str) -> Person {
+        let (status, user) = self.api(n).post("/users", json!({ "name": name })).await;
+        assert_eq!(status, StatusCode::CREATED, "{user}");
+        let token = user["token"].as_str().expect("a token with AUTH=token").to_owned();
+        let expires = chrono::DateTime::parse_from_rfc3339(user["tokenExpiresAt"].as_str().unwrap_or("")).expect("ISO");
+        assert!(expires > chrono::Utc::now() + chrono::Duration::hours(23), "AUTH_TOKEN_TTL defaults to a day");
+        let id = user["id"].as_str().unwrap_or_default().to_owned();
+        Person { api: self.api(n + 1).bearer(&token), id, token }
+    }
+
+    fn server(&self, n: usize) -> Api {
+        self.api(n).bearer(&Tokens::new(AUTH_SECRET.as_bytes()).server(Duration::from_secs(600)).token)
+    }
+}
+
+fn assert_problem(status: StatusCode, body: &Value, expected: u16, code: &str) {
+    assert_eq!((status.as_u16(), body["code"].as_str()), (expected, Some(code)), "{body}");
+}
+
+fn signed(claims: Value, secret: &str) -> String {
+    jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).expect("signs")
+}
+
+fn now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+async fn rest_needs_a_token_and_acts_as_its_user(f: Fixture) {
+    let (ana, ben, eve) = (f.person(0, "Ana").await, f.person(1, "Ben").await, f.person(0, "Eve").await);
+    let anonymous = f.api(0);
+    let user_token = |sub: &str, exp: u64| signed(json!({ "sub": sub, "exp": exp }), AUTH_SECRET);
+    let refused_tokens = [
+        None,
+        Some("not-a-jwt".to_owned()),
+        Some(user_token(&ana.id, now_s() - 120)),
+        Some(user_token(&ana.id, now_s() + 60).replace('.', "x.")),
+        Some(signed(json!({ "sub": ana.id, "exp": now_s() + 60 }), "another-secret-of-at-least-32-bytes!!")),
+        Some(signed(json!({ "sub": ana.id }), AUTH_SECRET)),
+        Some(user_token(&uuid::Uuid::new_v4().to_string(), now_s() + 60)),
+    ];
+    for token in refused_tokens {
+        let api = token.as_deref().map_or(anonymous.clone(), |t| anonymous.bearer(t));
+        for (method, path) in [(Method::GET, "/users"), (Method::GET, "/rooms"), (Method::GET, "/calls")] {
+            let res = api.raw(method, path).send().await.expect("sent");
+            assert_eq!(res.headers().get("www-authenticate").map(|v| v.as_bytes()), Some(&b"Bearer"[..]));
+            let status = res.status();
+            assert_problem(status, &res.json().await.expect("json"), 401, "unauthorized");
+        }
+        let (status, body) = api.post("/calls", json!({ "fromUserId": ana.id, "toUserId": ben.id })).await;
+        assert_problem(status, &body, 401, "unauthorized");
+    }
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(anonymous.get(open).await.0, StatusCode::OK, "{open}");
+    }
+
+    let (status, call) = ana.api.post("/calls", json!({ "toUserId": ben.id })).await;
+    assert_eq!((status, call["fromUserId"].as_str()), (StatusCode::CREATED, Some(ana.id.as_str())), "{call}");
+    let (status, body) = ana.api.post("/calls", json!({ "fromUserId": ben.id, "toUserId": eve.id })).await;
+    assert_problem(status, &body, 403, "forbidden");
+    let path = format!("/calls/{}", call["id"].as_str().unwrap_or(""));
+    for (method, suffix) in
+        [(Method::GET, ""), (Method::POST, "/accept"), (Method::POST, "/decline"), (Method::POST, "/end")]
+    {
+        let (status, body) = eve.api.send(method, &format!("{path}{suffix}"), Some(json!({}))).await;
+        assert_problem(status, &body, 404, "call_not_found");
+    }
+    let (status, body) = ben.api.post(&format!("{path}/accept"), json!({ "userId": ana.id })).await;
+    assert_problem(status, &body, 403, "forbidden");
+    let (status, accepted) = ben.api.post(&format!("{path}/accept"), json!({})).await;
+    assert_eq!((status, accepted["status"].as_str()), (StatusCode::OK, Some("accepted")), "{accepted}");
+    let (status, body) = eve.api.post("/livekit/token", json!({ "roomName": call["roomName"] })).await;
+    assert_problem(status, &body, 403, "not_a_participant");
+    let (status, body) =
+        eve.api.post("/livekit/token", json!({ "roomName": call["roomName"], "userId": ben.id })).await;
+    assert_problem(status, &body, 403, "forbidden");
+    let (status, grant) = ben.api.post("/livekit/token", json!({ "roomName": call["roomName"] })).await;
+    assert_eq!((status, grant["identity"].as_str()), (StatusCode::OK, Some(ben.id.as_str())));
+
+    let (_, mine) = ana.api.get("/calls").await;
+    assert_eq!(mine.as_array().map(Vec::len), Some(1), "{mine}");
+    assert_eq!(eve.api.get("/calls").await.1, json!([]), "a user lists only their own calls");
+    let (status, body) = eve.api.get(&format!("/calls?userId={}", ana.id)).await;
+    assert_problem(status, &body, 403, "forbidden");
+    assert_eq!(eve.api.get(&format!("/calls?userId={}", eve.id)).await.0, StatusCode::OK);
+    let (status, users) = eve.api.get("/users").await;
+    assert_eq!((status, users.as_array().map(Vec::len)), (StatusCode::OK, Some(3)), "users are visible to all");
+
+    let server = f.server(1);
+    let (_, all) = server.get(&format!("/calls?userId={}", ana.id)).await;
+    assert_eq!(all.as_array().map(Vec::len), Some(1));
+    let (status, body) = server.post("/calls", json!({ "toUserId": eve.id })).await;
+    assert_problem(status, &body, 422, "validation_failed");
+    let (status, other) = server.post("/calls", json!({ "fromUserId": eve.id, "toUserId": ana.id })).await;
+    assert_eq!((status, other["fromUserId"].as_str()), (StatusCode::CREATED, Some(eve.id.as_str())));
+    let (status, body) = server.post(&format!("{path}/end"), json!({})).await;
+    assert_problem(status, &body, 422, "validation_failed");
+    let (status, ended) = server.post(&format!("{path}/end"), json!({ "userId": ana.id })).await;
+    assert_eq!((status, ended["endedBy"].as_str()), (StatusCode::OK, Some(ana.id.as_str())));
+
+    let (_, room) = eve.api.post("/rooms", json!({ "name": "R" })).await;
+    let join = format!("/rooms/{}/join", room["id"].as_str().unwrap_or(""));
+    let (status, body) = eve.api.post(&join, json!({ "userId": ana.id })).await;
+    assert_problem(status, &body, 403, "forbidden");
+    let (status, joined) = eve.api.post(&join, json!({})).await;
+    assert_eq!((status, joined["userId"].as_str()), (StatusCode::OK, Some(eve.id.as_str())));
+    let (status, joined) = server.post(&join, json!({ "userId": ben.id })).await;
+    assert_eq!((status, joined["room"]["participants"].as_array().map(Vec::len)), (StatusCode::OK, Some(2)));
+}
+
+async fn sockets_need_a_token(f: Fixture) {
+    let ana = f.person(0, "Ana").await;
+    for auth in [None, Some(json!({})), Some(json!({ "token": "nope" })), Some(json!({ "token": 7 }))] {
+        assert_eq!(SioClient::refused(f.base(0), auth).await, "unauthorized");
+    }
+    let expired = signed(json!({ "sub": ana.id, "exp": now_s() - 120 }), AUTH_SECRET);
+    assert_eq!(SioClient::refused(f.base(1), Some(json!({ "token": expired }))).await, "unauthorized");
+    SioClient::connect_with(f.base(1), Mode::Polling, Some(json!({ "token": ana.token }))).await;
+}
+
+/// What a client heard, as (name, data, offset), up to a marker everyone hears.
+async fn heard_until(client: &mut SioClient, marker: &str) -> Vec<(String, Value, Option<String>)> {
+    client
+        .events_until(|name, arg| name == "user.registered" && arg["data"]["name"] == marker)
+        .await
+        .into_iter()
+        .map(|(name, arg)| {
+            let offset = arg.get("offset").and_then(Value::as_str).map(str::to_owned);
+            let keys: Vec<_> = arg.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+            assert!(keys.iter().all(|k| k == "data" || k == "offset"), "{arg}");
+            (name, arg["data"].clone(), offset)
+        })
+        .collect()
+}
+
+/// Many users with clients on both replicas, over every transport, and a server client:
+/// each hears exactly the events of its audiences, once, in commit order.
+async fn each_client_hears_exactly_its_audience(f: Fixture) {
+    const USERS: usize = 6;
+    let mut people = Vec::new();
+    for n in 0..USERS {
+        people.push(f.person(n, &format!("user-{n}")).await);
+    }
+    let modes = [Mode::Websocket, Mode::Polling, Mode::Upgrade];
+    let mut clients = Vec::new();
+    for (n, person) in people.iter().enumerate() {
+        for replica in 0..2 {
+            let mode = modes[(n + replica) % modes.len()];
+            let client = SioClient::connect_with(f.base(replica), mode, Some(json!({ "token": person.token }))).await;
+            clients.push((n, client));
+        }
+    }
+    let server_token = Tokens::new(AUTH_SECRET.as_bytes()).server(Duration::from_secs(600)).token;
+    let mut server = SioClient::connect_with(f.base(1), Mode::Upgrade, Some(json!({ "token": server_token }))).await;
+
+    // Calls between neighbours, each taken somewhere else in its life; a room joined by some.
+    let mut expected: Vec<Vec<(String, Value)>> = vec![Vec::new(); USERS];
+    let mut everything = Vec::new();
+    for n in 0..USERS {
+        let (caller, callee) = (&people[n], &people[(n + 1) % USERS]);
+        let (_, call) = caller.api.post("/calls", json!({ "toUserId": callee.id })).await;
+        let id = call["id"].as_str().unwrap_or_default().to_owned();
+        let mut events = vec![(
+            "call.started".to_owned(),
+            json!({
+            "id": id, "callId": id, "fromUserId": caller.id, "toUserId": callee.id, "status": "initiated",
+            "roomName": call["roomName"], "startTime": call["startTime"] }),
+        )];
+        if n % 2 == 0 {
+            let (_, accepted) = callee.api.post(&format!("/calls/{id}/accept"), json!({})).await;
+            events.push((
+                "call.accepted".into(),
+                json!({ "callId": id, "userId": callee.id, "answerTime": accepted["answerTime"] }),
+            ));
+            caller.api.post(&format!("/calls/{id}/end"), json!({})).await;
+        } else {
+            callee.api.post(&format!("/calls/{id}/decline"), json!({ "reason": "busy" })).await;
+            events.push(("call.declined".into(), json!({ "callId": id, "userId": callee.id, "reason": "busy" })));
+        }
+        events.push(("call.ended".into(), json!({ "callId": id })));
+        for event in events {
+            expected[n].push(event.clone());
+            expected[(n + 1) % USERS].push(event.clone());
+            everything.push(event);
+        }
+    }
+    let (_, room) = people[0].api.post("/rooms", json!({ "name": "Stand-up" })).await;
+    let created = (
+        "room.created".to_owned(),
+        json!({ "id": room["id"], "name": "Stand-up", "roomName": room["roomName"], "participants": [] }),
+    );
+    everything.push(created.clone());
+    for list in &mut expected {
+        list.push(created.clone());
+    }
+    let mut members = Vec::new();
+    for n in [1, 3, 4] {
+        people[n].api.post(&format!("/rooms/{}/join", room["id"].as_str().unwrap_or("")), json!({})).await;
+        members.push(n);
+        let joined = ("room.joined".to_owned(), json!({ "roomId": room["id"], "userId": people[n].id }));
+        for &m in &members {
+            expected[m].push(joined.clone());
+        }
+        everything.push(joined);
+    }
+
+    let marker = format!("marker-{}", uuid::Uuid::new_v4());
+    f.api(0).post("/users", json!({ "name": marker })).await;
+    for (n, client) in &mut clients {
+        let heard = heard_until(client, &marker).await;
+        let bare: Vec<(String, Value)> = heard.iter().map(|(name, data, _)| (name.clone(), data.clone())).collect();
+        assert_eq!(bare, expected[*n], "user {n} heard something else than its audiences' events");
+        for (name, _, offset) in &heard {
+            assert_eq!(offset.is_some(), name != "room.created", "{name}: offsets only on addressed events");
+        }
+        let offsets: Vec<_> = heard.iter().filter_map(|(_, _, o)| o.clone()).collect();
+        let mut sorted = offsets.clone();
+        sorted.sort_by_key(|o| o.split('-').map(|p| p.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>());
+        assert_eq!(offsets, sorted, "offsets increase per user");
+        let text = serde_json::to_string(&heard).unwrap_or_default();
+        for person in &people {
+            assert!(!text.contains(&person.token), "a token reached a socket");
+        }
+    }
+    let heard = heard_until(&mut server, &marker).await;
+    let bare: Vec<(String, Value)> = heard.iter().map(|(name, data, _)| (name.clone(), data.clone())).collect();
+    let registered: Vec<_> = bare.iter().filter(|(n, _)| n != "user.registered").cloned().collect();
+    assert_eq!(registered, everything, "a server connection hears every event");
+    assert!(heard.iter().all(|(_, _, offset)| offset.is_none()), "server connections get live events only");
+}
+
+/// A call's events as a callee hears them.
+async fn ring(caller: &Person, callee: &Person, end: bool) -> String {
+    let (status, call) = caller.api.post("/calls", json!({ "toUserId": callee.id })).await;
+    assert_eq!(status, StatusCode::CREATED, "{call}");
+    let id = call["id"].as_str().unwrap_or_default().to_owned();
+    if end {
+        caller.api.post(&format!("/calls/{id}/end"), json!({})).await;
+    }
+    id
+}
+
+/// A client that was away while calls started and ended comes back (on the other replica)
+/// with its last offset: it first receives exactly what it missed, in order, then live
+/// events; a reference client that never left heard the same.
+async fn a_reconnecting_client_receives_what_it_missed(f: Fixture) {
+    let (ana, ben) = (f.person(0, "Ana").await, f.person(1, "Ben").await);
+    let auth = |offset: Option<&str>| Some(json!({ "token": ben.token, "offset": offset }));
+    let mut steady = SioClient::connect_with(f.base(0), Mode::Websocket, auth(None)).await;
+    let mut phone = SioClient::connect_with(f.base(0), Mode::Websocket, auth(None)).await;
+    ring(&ana, &ben, false).await;
+    let (_, first) = phone.next_event().await;
+    let last = first["offset"].as_str().expect("an offset").to_owned();
+    drop(phone);
+    for n in 0..3 {
+        ring(&ana, &ben, n != 1).await;
+    }
+    let marker = format!("marker-{}", uuid::Uuid::new_v4());
+    f.api(0).post("/users", json!({ "name": marker })).await;
+    let reference: Vec<_> = heard_until(&mut steady, &marker).await.into_iter().skip(1).collect();
+    assert_eq!(reference.len(), 5, "{reference:?}");
+
+    let mut back = SioClient::connect_with(f.base(1), Mode::Upgrade, auth(Some(&last))).await;
+    let live = ring(&ana, &ben, false).await;
+    let marker = format!("marker-{}", uuid::Uuid::new_v4());
+    f.api(1).post("/users", json!({ "name": marker })).await;
+    let resumed = heard_until(&mut back, &marker).await;
+    let missed: Vec<_> = resumed.iter().filter(|(n, _, _)| n != "user.registered").cloned().collect();
+    assert_eq!(missed[..5], reference[..], "the missed events, in order, with their offsets");
+    assert_eq!(missed.len(), 6, "then the live event, once: {missed:?}");
+    assert_eq!((missed[5].0.as_str(), missed[5].1["callId"].as_str()), ("call.started", Some(live.as_str())));
+}
+
+/// A reconnect while the user's events keep coming: no gap and no duplicate between the
+/// replay and the live stream.
+async fn a_replay_racing_live_events_has_no_gap_and_no_duplicate(f: Fixture) {
+    let (ana, ben) = (f.person(0, "Ana").await, f.person(1, "Ben").await);
+    let auth = |offset: Option<&str>| Some(json!({ "token": ben.token, "offset": offset }));
+    let mut steady = SioClient::connect_with(f.base(1), Mode::Websocket, auth(None)).await;
+    ring(&ana, &ben, true).await;
+    let (_, first) = steady.next_event().await;
+    let from = first["offset"].as_str().unwrap_or_default().to_owned();
+    let (caller, callee) = (ana.clone(), ben.clone());
+    let traffic = tokio::spawn(async move {
+        for _ in 0..15 {
+            ring(&caller, &callee, true).await;
+        }
+    });
+    let mut racer = SioClient::connect_with(f.base(0), Mode::Polling, auth(Some(&from))).await;
+    traffic.await.expect("traffic");
+    let marker = format!("marker-{}", uuid::Uuid::new_v4());
+    f.api(0).post("/users", json!({ "name": marker })).await;
+    let reference: Vec<_> = heard_until(&mut steady, &marker).await;
+    let raced = heard_until(&mut racer, &marker).await;
+    let strip = |list: Vec<(String, Value, Option<String>)>| -> Vec<_> {
+        list.into_iter().filter(|(n, _, _)| n != "user.registered").collect()
+    };
+    let reference = strip(reference);
+    assert_eq!(reference.len(), 1 + 15 * 2, "{reference:?}");
+    assert_eq!(strip(raced), reference, "everything after the offset, once, in order");
+}
+
+/// An offset that is no longer kept, or was never one: `session.resync` first, then live.
+async fn an_offset_older_than_the_history_asks_for_a_resync(f: Fixture) {
+    let (ana, ben) = (f.person(0, "Ana").await, f.person(1, "Ben").await);
+    let auth = |offset: Option<&str>| Some(json!({ "token": ben.token, "offset": offset }));
+    let mut phone = SioClient::connect_with(f.base(0), Mode::Websocket, auth(None)).await;
+    ring(&ana, &ben, false).await;
+    let (_, first) = phone.next_event().await;
+    let old = first["offset"].as_str().unwrap_or_default().to_owned();
+    drop(phone);
+    for _ in 0..3 {
+        ring(&ana, &ben, true).await;
+    }
+    for offset in [old.as_str(), "1-0", "not-an-offset"] {
+        let mut back = SioClient::connect_with(f.base(1), Mode::Websocket, auth(Some(offset))).await;
+        let (name, arg) = back.next_event().await;
+        assert_eq!((name.as_str(), arg), ("session.resync", json!({ "data": {} })), "{offset}");
+        let live = ring(&ana, &ben, false).await;
+        let (name, arg) = back.next_event().await;
+        assert_eq!((name.as_str(), arg["data"]["callId"].as_str()), ("call.started", Some(live.as_str())));
+    }
+    let mut fresh = SioClient::connect_with(f.base(0), Mode::Websocket, auth(None)).await;
+    let live = ring(&ana, &ben, false).await;
+    let (name, arg) = fresh.next_event().await;
+    assert_eq!(
+        (name.as_str(), arg["data"]["callId"].as_str()),
+        ("call.started", Some(live.as_str())),
+        "no offset: live only"
+    );
+}
+
+macro_rules! on_both_stores {
+    ($flags:expr; $($test:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test] async fn $test() { super::$test(super::Fixture::new(super::Backend::Memory, $flags).await).await })*
+        }
+        mod redis {
+            $(#[tokio::test] async fn $test() { super::$test(super::Fixture::new(super::Backend::Redis, $flags).await).await })*
+        }
+    };
+}
+
+on_both_stores!(&[];
+    rest_needs_a_token_and_acts_as_its_user,
+    sockets_need_a_token,
+    each_client_hears_exactly_its_audience,
+    a_reconnecting_client_receives_what_it_missed,
+    a_replay_racing_live_events_has_no_gap_and_no_duplicate,
+);
+
+mod short_history {
+    on_both_stores!(&["--event-history", "3"]; an_offset_older_than_the_history_asks_for_a_resync);
+    use super::*;
+}
