@@ -1,7 +1,9 @@
 //! `/calls`
 
 use super::extract::{Body, CallQuery, Fields, FromFields, OptionalBody, PathId};
-use super::openapi::{AcceptProblems, CallProblems, DeclineProblems, EndCallProblems, ListProblems, StartCallProblems};
+use super::openapi::{
+    AcceptProblems, CallListProblems, CallProblems, DeclineProblems, EndCallProblems, StartCallProblems,
+};
 use super::{ApiError, AppState};
 use crate::domain::{Actor, Call, CallId, DeclineReason, UserId};
 use crate::livekit::Grant;
@@ -98,7 +100,7 @@ impl FromFields for Ending {
 }
 
 /// Starts a call and announces it with `call.started`.
-#[utoipa::path(operation_id = "startCall", post, path = "/calls", tag = "calls", request_body = NewCall,
+#[utoipa::path(operation_id = "startCall", security((), ("bearer" = [])), post, path = "/calls", tag = "calls", request_body = NewCall,
     responses((status = 201, description = "The call, with the caller's LiveKit token", body = CallWithToken), StartCallProblems))]
 pub async fn start(
     actor: Actor,
@@ -110,14 +112,14 @@ pub async fn start(
 }
 
 /// Calls, newest first, optionally of one user or in one state.
-#[utoipa::path(operation_id = "listCalls", get, path = "/calls", tag = "calls", params(CallQuery),
-    responses((status = 200, description = "Calls, newest first", body = Vec<Call>), ListProblems))]
+#[utoipa::path(operation_id = "listCalls", security((), ("bearer" = [])), get, path = "/calls", tag = "calls", params(CallQuery),
+    responses((status = 200, description = "Calls, newest first", body = Vec<Call>), CallListProblems))]
 pub async fn list(actor: Actor, State(app): State<AppState>, query: CallQuery) -> Result<Json<Vec<Call>>, ApiError> {
     Ok(Json(app.service.calls(actor, query.filter, query.limit).await?))
 }
 
 /// One call.
-#[utoipa::path(operation_id = "getCall", get, path = "/calls/{id}", tag = "calls", params(("id" = String, Path, description = "The call's id")),
+#[utoipa::path(operation_id = "getCall", security((), ("bearer" = [])), get, path = "/calls/{id}", tag = "calls", params(("id" = String, Path, description = "The call's id")),
     responses((status = 200, description = "The call", body = Call), CallProblems))]
 pub async fn get(actor: Actor, State(app): State<AppState>, id: PathId) -> Result<Json<Call>, ApiError> {
     Ok(Json(app.service.call(actor, call_id(&id)?).await?))
@@ -125,7 +127,7 @@ pub async fn get(actor: Actor, State(app): State<AppState>, id: PathId) -> Resul
 
 /// The callee answers a ringing call, announced with `call.accepted`; accepting an
 /// accepted call returns it as it is and announces nothing.
-#[utoipa::path(operation_id = "acceptCall", post, path = "/calls/{id}/accept", tag = "calls", params(("id" = String, Path, description = "The call's id")),
+#[utoipa::path(operation_id = "acceptCall", security((), ("bearer" = [])), post, path = "/calls/{id}/accept", tag = "calls", params(("id" = String, Path, description = "The call's id")),
     request_body = Acceptance,
     responses((status = 200, description = "The accepted call, with the callee's LiveKit token", body = CallWithToken), AcceptProblems))]
 pub async fn accept(
@@ -140,7 +142,7 @@ pub async fn accept(
 
 /// The callee declines a ringing call: `call.declined`, then `call.ended`. Declining an
 /// ended call returns it as it is and announces nothing.
-#[utoipa::path(operation_id = "declineCall", post, path = "/calls/{id}/decline", tag = "calls", params(("id" = String, Path, description = "The call's id")),
+#[utoipa::path(operation_id = "declineCall", security((), ("bearer" = [])), post, path = "/calls/{id}/decline", tag = "calls", params(("id" = String, Path, description = "The call's id")),
     request_body = Refusal,
     responses((status = 200, description = "The declined call", body = Call), DeclineProblems))]
 pub async fn decline(
@@ -155,7 +157,7 @@ pub async fn decline(
 /// Ends a call and announces it with `call.ended`, once: ending an ended call returns it
 /// as it is and announces nothing. Takes no body, `{}`, or `{ "userId" }` naming the caller
 /// or callee who ends it (unknown fields are ignored).
-#[utoipa::path(operation_id = "endCall", post, path = "/calls/{id}/end", tag = "calls", params(("id" = String, Path, description = "The call's id")),
+#[utoipa::path(operation_id = "endCall", security((), ("bearer" = [])), post, path = "/calls/{id}/end", tag = "calls", params(("id" = String, Path, description = "The call's id")),
     request_body(content = Option<Ending>, description = "Nothing, `{}`, or who ends the call"),
     responses((status = 200, description = "The ended call", body = Call), EndCallProblems))]
 pub async fn end(

@@ -44,7 +44,7 @@ pub struct TokenResult {
 }
 
 /// A LiveKit access token for a call's caller or callee, or a room's participant.
-#[utoipa::path(operation_id = "livekitToken", post, path = "/livekit/token", tag = "livekit", request_body = TokenRequest,
+#[utoipa::path(operation_id = "livekitToken", security((), ("bearer" = [])), post, path = "/livekit/token", tag = "livekit", request_body = TokenRequest,
     responses((status = 200, description = "The token", body = TokenResult), TokenProblems))]
 pub async fn token(
     actor: Actor,

@@ -29,6 +29,7 @@ use utoipa::openapi::{
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
     components(schemas(Problem)),
+    modifiers(&BearerTokens),
     tags(
         (name = "users", description = "Registered users"),
         (name = "calls", description = "One-to-one calls"),
@@ -38,6 +39,25 @@ use utoipa::openapi::{
     )
 )]
 struct ApiDoc;
+
+/// The `bearer` security scheme: required on every endpoint but `POST /users`, the
+/// webhook and the operations endpoints with `AUTH=token`; absent with `AUTH=open`.
+struct BearerTokens;
+
+impl utoipa::Modify for BearerTokens {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some(
+                "AUTH=token: a user token (issued by POST /users, or minted with AUTH_SECRET) or a server \
+                 token. With AUTH=open (the default) no credentials are needed.",
+            ))
+            .build();
+        doc.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
 
 /// The document.
 pub fn document() -> utoipa::openapi::OpenApi {
@@ -93,27 +113,34 @@ problem_set! {
         400 => ["invalid_json"], 408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
         422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
     }
+    /// `POST /rooms`: a body, with `AUTH=token` a bearer token.
+    NewRoomProblems {
+        400 => ["invalid_json"], 401 => ["unauthorized"], 408 => ["request_timeout"], 413 => ["payload_too_large"],
+        415 => ["unsupported_media_type"], 422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
+    }
     /// A list with `?limit=`.
-    ListProblems { 422 => ["validation_failed"], 503 => ["store_unavailable"] }
-    UserProblems { 404 => ["user_not_found"], 503 => ["store_unavailable"] }
-    CallProblems { 404 => ["call_not_found"], 503 => ["store_unavailable"] }
-    RoomProblems { 404 => ["room_not_found"], 503 => ["store_unavailable"] }
+    ListProblems { 401 => ["unauthorized"], 422 => ["validation_failed"], 503 => ["store_unavailable"] }
+    /// `GET /calls`: with `AUTH=token`, `?userId=` may only name the token's user.
+    CallListProblems { 401 => ["unauthorized"], 403 => ["forbidden"], 422 => ["validation_failed"], 503 => ["store_unavailable"] }
+    UserProblems { 401 => ["unauthorized"], 404 => ["user_not_found"], 503 => ["store_unavailable"] }
+    CallProblems { 401 => ["unauthorized"], 404 => ["call_not_found"], 503 => ["store_unavailable"] }
+    RoomProblems { 401 => ["unauthorized"], 404 => ["room_not_found"], 503 => ["store_unavailable"] }
     StartCallProblems {
-        400 => ["invalid_json"], 408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
+        400 => ["invalid_json"], 401 => ["unauthorized"], 403 => ["forbidden"], 408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
         404 => ["user_not_found"], 422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
     }
     EndCallProblems {
-        400 => ["invalid_json"], 403 => ["not_a_participant"], 408 => ["request_timeout"], 413 => ["payload_too_large"],
+        400 => ["invalid_json"], 401 => ["unauthorized"], 403 => ["not_a_participant", "forbidden"], 408 => ["request_timeout"], 413 => ["payload_too_large"],
         415 => ["unsupported_media_type"], 404 => ["call_not_found"], 422 => ["validation_failed"],
         503 => ["store_unavailable", "outcome_unknown"],
     }
     AcceptProblems {
-        400 => ["invalid_json"], 403 => ["not_the_callee"], 404 => ["call_not_found"], 409 => ["call_ended"],
+        400 => ["invalid_json"], 401 => ["unauthorized"], 403 => ["not_the_callee", "forbidden"], 404 => ["call_not_found"], 409 => ["call_ended"],
         408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
         422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
     }
     DeclineProblems {
-        400 => ["invalid_json"], 403 => ["not_the_callee"], 404 => ["call_not_found"], 409 => ["call_already_accepted"],
+        400 => ["invalid_json"], 401 => ["unauthorized"], 403 => ["not_the_callee", "forbidden"], 404 => ["call_not_found"], 409 => ["call_already_accepted"],
         408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
         422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
     }
@@ -122,11 +149,11 @@ problem_set! {
         503 => ["store_unavailable", "outcome_unknown"],
     }
     JoinProblems {
-        400 => ["invalid_json"], 408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
+        400 => ["invalid_json"], 401 => ["unauthorized"], 403 => ["forbidden"], 408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
         404 => ["room_not_found", "user_not_found"], 422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
     }
     TokenProblems {
-        400 => ["invalid_json"], 403 => ["not_a_participant"], 404 => ["room_not_found", "user_not_found"],
+        400 => ["invalid_json"], 401 => ["unauthorized"], 403 => ["not_a_participant", "forbidden"], 404 => ["room_not_found", "user_not_found"],
         409 => ["call_ended"], 408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],
         422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
     }

@@ -1,7 +1,7 @@
 //! `/rooms`
 
 use super::extract::{Body, Fields, FromFields, Limit, PathId};
-use super::openapi::{BodyProblems, JoinProblems, ListProblems, RoomProblems};
+use super::openapi::{JoinProblems, ListProblems, NewRoomProblems, RoomProblems};
 use super::{ApiError, AppState};
 use crate::domain::{Actor, Name, Room, RoomId, RoomName, UserId};
 use axum::Json;
@@ -52,8 +52,8 @@ pub struct JoinResult {
 }
 
 /// Creates a room and announces it with `room.created`.
-#[utoipa::path(operation_id = "createRoom", post, path = "/rooms", tag = "rooms", request_body = NewRoom,
-    responses((status = 201, description = "The new room", body = Room), BodyProblems))]
+#[utoipa::path(operation_id = "createRoom", security((), ("bearer" = [])), post, path = "/rooms", tag = "rooms", request_body = NewRoom,
+    responses((status = 201, description = "The new room", body = Room), NewRoomProblems))]
 pub async fn create(
     _: Actor,
     State(app): State<AppState>,
@@ -63,14 +63,14 @@ pub async fn create(
 }
 
 /// Every room, oldest first.
-#[utoipa::path(operation_id = "listRooms", get, path = "/rooms", tag = "rooms", params(Limit),
+#[utoipa::path(operation_id = "listRooms", security((), ("bearer" = [])), get, path = "/rooms", tag = "rooms", params(Limit),
     responses((status = 200, description = "Rooms, oldest first", body = Vec<Room>), ListProblems))]
 pub async fn list(_: Actor, State(app): State<AppState>, Limit(limit): Limit) -> Result<Json<Vec<Room>>, ApiError> {
     Ok(Json(app.service.rooms(limit).await?))
 }
 
 /// One room.
-#[utoipa::path(operation_id = "getRoom", get, path = "/rooms/{id}", tag = "rooms", params(("id" = String, Path, description = "The room's id")),
+#[utoipa::path(operation_id = "getRoom", security((), ("bearer" = [])), get, path = "/rooms/{id}", tag = "rooms", params(("id" = String, Path, description = "The room's id")),
     responses((status = 200, description = "The room", body = Room), RoomProblems))]
 pub async fn get(_: Actor, State(app): State<AppState>, id: PathId) -> Result<Json<Room>, ApiError> {
     Ok(Json(app.service.room(room_id(&id)?).await?))
@@ -78,7 +78,7 @@ pub async fn get(_: Actor, State(app): State<AppState>, id: PathId) -> Result<Js
 
 /// Adds a user to a room's participants (once) and announces it with `room.joined`, on
 /// every join.
-#[utoipa::path(operation_id = "joinRoom", post, path = "/rooms/{id}/join", tag = "rooms", params(("id" = String, Path, description = "The room's id")),
+#[utoipa::path(operation_id = "joinRoom", security((), ("bearer" = [])), post, path = "/rooms/{id}/join", tag = "rooms", params(("id" = String, Path, description = "The room's id")),
     request_body = Joining,
     responses((status = 200, description = "The join, with a LiveKit token", body = JoinResult), JoinProblems))]
 pub async fn join(

@@ -54,14 +54,14 @@ pub async fn register(
 }
 
 /// Every user, oldest first.
-#[utoipa::path(operation_id = "listUsers", get, path = "/users", tag = "users", params(Limit),
+#[utoipa::path(operation_id = "listUsers", security((), ("bearer" = [])), get, path = "/users", tag = "users", params(Limit),
     responses((status = 200, description = "Users, oldest first", body = Vec<User>), ListProblems))]
 pub async fn list(_: Actor, State(app): State<AppState>, Limit(limit): Limit) -> Result<Json<Vec<User>>, ApiError> {
     Ok(Json(app.service.users(limit).await?))
 }
 
 /// One user.
-#[utoipa::path(operation_id = "getUser", get, path = "/users/{id}", tag = "users", params(("id" = String, Path, description = "The user's id")),
+#[utoipa::path(operation_id = "getUser", security((), ("bearer" = [])), get, path = "/users/{id}", tag = "users", params(("id" = String, Path, description = "The user's id")),
     responses((status = 200, description = "The user", body = User), UserProblems))]
 pub async fn get(_: Actor, State(app): State<AppState>, id: PathId) -> Result<Json<User>, ApiError> {
     let id = id.parse(UserId::parse, "user_not_found", "user")?;

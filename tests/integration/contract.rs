@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 struct Fixture {
     api: Api,
     sio: SioClient,
+    /// `AUTH=token`, acting with a server token.
+    token_mode: bool,
     _app: TestApp,
     _redis: Option<RedisServer>,
 }
@@ -20,6 +22,11 @@ enum Backend {
     Memory,
     /// A standalone `redis-server` of the test's own.
     Redis,
+    /// `AUTH=token`, on the embedded store or a Redis of its own: the suite acts with a
+    /// server token, which may act as any user and hears every event.
+    Token {
+        redis: bool,
+    },
     /// A shared deployment of this shape, under a namespace of the test's own.
     Shaped(Shape),
 }
@@ -36,9 +43,25 @@ impl Fixture {
                 let namespace = format!("contract-{}", uuid::Uuid::new_v4());
                 (TestApp::on_shape(shape, &namespace).await, None)
             }
+            Backend::Token { redis } => {
+                let server = redis.then(RedisServer::start);
+                (TestApp::with_flags(server.as_ref(), "contract", &crate::support::TOKEN_MODE).await, server)
+            }
         };
+        if let Backend::Token { .. } = backend {
+            let token = switchboard::auth::Tokens::new(crate::support::AUTH_SECRET.as_bytes())
+                .server(std::time::Duration::from_secs(600))
+                .token;
+            let sio = SioClient::connect_with(&app.base, Mode::Websocket, Some(json!({ "token": token }))).await;
+            return Self { api: app.api.bearer(&token), sio, token_mode: true, _app: app, _redis: redis };
+        }
         let sio = SioClient::connect(&app.base, Mode::Websocket).await;
-        Self { api: app.api.clone(), sio, _app: app, _redis: redis }
+        Self { api: app.api.clone(), sio, token_mode: false, _app: app, _redis: redis }
+    }
+
+    /// The body of an `/end` by `user`: v1's `{}`, or naming the user (a server token must).
+    fn end_body(&self, user: &str) -> Value {
+        if self.token_mode { json!({ "userId": user }) } else { json!({}) }
     }
 
     /// Registers a marker user and returns every event heard before its announcement:
@@ -79,9 +102,18 @@ async fn registering_a_user_returns_and_announces_it(mut f: Fixture) {
     assert_eq!(user["name"], "Ana");
     assert!(uuid::Uuid::parse_str(user["id"].as_str().unwrap_or("")).is_ok());
     assert!(is_iso_millis(&user["createdAt"]), "{user}");
-    assert_eq!(user.as_object().map(|o| o.len()), Some(3));
+    // With AUTH=token the answer also carries the user's token and its expiry.
+    let fields = if f.token_mode { 5 } else { 3 };
+    assert_eq!(user.as_object().map(|o| o.len()), Some(fields), "{user}");
+    if f.token_mode {
+        assert!(user["token"].is_string() && is_iso_millis(&user["tokenExpiresAt"]), "{user}");
+    }
     let (status, fetched) = f.api.get(&format!("/users/{}", user["id"].as_str().unwrap_or(""))).await;
-    assert_eq!((status, &fetched), (StatusCode::OK, &user));
+    let mut stored = user.clone();
+    for token_field in ["token", "tokenExpiresAt"] {
+        stored.as_object_mut().expect("object").remove(token_field);
+    }
+    assert_eq!((status, &fetched), (StatusCode::OK, &stored));
     let events = f.events_so_far().await;
     assert_eq!(events, vec![("user.registered".into(), json!({"data": {"id": user["id"], "name": "Ana"}}))]);
 }
@@ -259,13 +291,18 @@ async fn ending_a_call_twice_emits_one_event(mut f: Fixture) {
     let (_, call) = f.api.post("/calls", json!({ "fromUserId": ana, "toUserId": ben })).await;
     let id = call["id"].as_str().unwrap_or("").to_owned();
     f.events_so_far().await;
-    let (status, ended) = f.api.post(&format!("/calls/{id}/end"), json!({})).await;
+    let (status, ended) = f.api.post(&format!("/calls/{id}/end"), f.end_body(&ana)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ended["status"], "ended");
     assert!(is_iso_millis(&ended["endTime"]));
     assert_eq!(ended["startTime"], call["startTime"]);
-    // No body at all is fine too, and ending again returns the call as it is.
-    let again = f.api.raw(Method::POST, &format!("/calls/{id}/end")).send().await.expect("sent");
+    // No body at all is fine too (a server token must name who ends it), and ending
+    // again returns the call as it is.
+    let mut again = f.api.raw(Method::POST, &format!("/calls/{id}/end"));
+    if f.token_mode {
+        again = again.json(&f.end_body(&ben));
+    }
+    let again = again.send().await.expect("sent");
     assert_eq!(again.status(), StatusCode::OK);
     assert_eq!(again.json::<Value>().await.expect("json"), ended);
     let (_, fetched) = f.api.get(&format!("/calls/{id}")).await;
@@ -281,7 +318,7 @@ async fn calls_are_listed_newest_first_and_filtered(f: Fixture) {
         let (_, call) = f.api.post("/calls", json!({ "fromUserId": from, "toUserId": to })).await;
         ids.push(call["id"].as_str().unwrap_or("").to_owned());
     }
-    f.api.post(&format!("/calls/{}/end", ids[1]), json!({})).await;
+    f.api.post(&format!("/calls/{}/end", ids[1]), f.end_body(&b)).await;
     let listed = |v: Value| -> Vec<String> {
         v.as_array().into_iter().flatten().map(|c| c["id"].as_str().unwrap_or("").to_owned()).collect()
     };
@@ -385,9 +422,11 @@ async fn tokens_go_only_to_those_who_may_join(mut f: Fixture) {
     assert_problem(status, &body, 404, "user_not_found");
     let (status, body) = f.api.post("/livekit/token", json!({ "roomName": "x" })).await;
     assert_problem(status, &body, 422, "validation_failed");
-    assert_eq!(error_fields(&body), vec!["roomName", "userId"]);
+    // With AUTH=token, `userId` may be left out (it names the actor), here caught later.
+    let expected = if f.token_mode { vec!["roomName"] } else { vec!["roomName", "userId"] };
+    assert_eq!(error_fields(&body), expected);
 
-    f.api.post(&format!("/calls/{}/end", call["id"].as_str().unwrap_or("")), json!({})).await;
+    f.api.post(&format!("/calls/{}/end", call["id"].as_str().unwrap_or("")), f.end_body(&ana)).await;
     let (status, body) = f.api.post("/livekit/token", json!({ "roomName": room_name, "userId": ben })).await;
     assert_problem(status, &body, 409, "call_ended");
 
@@ -437,6 +476,8 @@ macro_rules! on_every_store {
         on_every_store!(@on redis_cluster, super::Backend::Shaped(super::Shape::Cluster); $($test),*);
         on_every_store!(@on redis_sentinel, super::Backend::Shaped(super::Shape::Sentinel); $($test),*);
         on_every_store!(@on redis_tls, super::Backend::Shaped(super::Shape::Tls); $($test),*);
+        on_every_store!(@on memory_token, super::Backend::Token { redis: false }; $($test),*);
+        on_every_store!(@on redis_token, super::Backend::Token { redis: true }; $($test),*);
     };
     (@on $module:ident, $backend:expr; $($test:ident),*) => {
         mod $module {
