@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full comparison: builds switchboard and the harness in release mode, then runs every
-# scenario (L1–L5) against switchboard and the Node.js baseline on one Redis, servers pinned
+# scenario (L1–L5 and L4b) against switchboard and the Node.js baseline on one Redis, servers pinned
 # to CPU 0 and the harness (with Redis) to CPU 1. The table goes to stdout and
 # target/bench/results.txt, the numbers to target/bench/results.json.
 #
@@ -18,7 +18,8 @@ cargo build --release --locked -p switchboard-bench
 # 10,000 websocket clients in one process, and as many in the server and nginx.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-harness=(target/release/switchboard-bench --bin target/release/switchboard "$@")
+bin_dir=${CARGO_TARGET_DIR:-target}/release
+harness=("$bin_dir/switchboard-bench" --bin "$bin_dir/switchboard" "$@")
 if [ "$(nproc)" -ge 2 ]; then
   harness=(taskset -c 1 "${harness[@]}")
 else
