@@ -115,7 +115,28 @@ render_and_validate() {
 }
 check "kustomize k8s/base" render_and_validate k8s/base
 check "kustomize k8s/overlays/dev" render_and_validate k8s/overlays/dev
-check "kustomize k8s/overlays/prod" render_and_validate k8s/overlays/prod --forbid-latest
+check "kustomize k8s/overlays/prod" render_and_validate k8s/overlays/prod --forbid-latest --require-auth token
+
+auth_secret_required() {
+  # The prod render minus every AUTH_SECRET source must be refused: with AUTH=token and no
+  # signing key the replicas only crash-loop.
+  local src="$WORK/prod.yaml" out="$WORK/prod-no-auth-secret.yaml" log="$WORK/prod-no-auth-secret.log"
+  [[ -s "$src" ]] || { echo "  no prod render to check"; return 1; }
+  "$PY" - "$src" "$out" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1], encoding="utf-8")) if d]
+for d in docs:
+    for c in (d.get("spec") or {}).get("template", {}).get("spec", {}).get("containers", []):
+        c["env"] = [e for e in c.get("env") or [] if e.get("name") != "AUTH_SECRET"]
+yaml.safe_dump_all(docs, open(sys.argv[2], "w", encoding="utf-8"), sort_keys=False)
+PY
+  if "$PY" scripts/check_deploy.py k8s --require-auth token "$out" >"$log" 2>&1; then
+    cat "$log"; echo "  FAIL: a prod render with AUTH=token and no AUTH_SECRET source passed"; return 1
+  fi
+  grep -q "AUTH=token but AUTH_SECRET has no source" "$log" || { cat "$log"; return 1; }
+  echo "  ok: a prod render with AUTH=token and no AUTH_SECRET source is refused"
+}
+check "prod without an AUTH_SECRET source is refused" auth_secret_required
 renders=()
 for f in base dev prod; do [[ -s "$WORK/$f.yaml" ]] && renders+=("$WORK/$f.yaml"); done
 if [[ ${#renders[@]} -gt 0 ]]; then

@@ -6,7 +6,7 @@ Kustomize overlays; each subcommand can also be run on its own:
 
   check_deploy.py gen-prometheusrule [--check]   write (or compare) k8s/base/prometheusrule.yaml
   check_deploy.py rules-match RENDERED...        PrometheusRule in each render == alerts.yml
-  check_deploy.py k8s [--forbid-latest] [--kube-version V]... RENDERED...
+  check_deploy.py k8s [--forbid-latest] [--require-auth open|token] [--kube-version V]... RENDERED...
   check_deploy.py dashboard --promtool PATH      dashboard JSON structure + PromQL parse
   check_deploy.py compose                        compose/nginx/prometheus consistency
   check_deploy.py dockerfile                     Dockerfile conventions
@@ -49,7 +49,11 @@ DOCKERFILE = ROOT / "deploy/Dockerfile"
 APP = "switchboard"
 # The binary's defaults (README.md, Configuration) for settings a manifest may leave out.
 DEFAULTS = {"PORT": "3000", "OPS_PORT": "0", "DRAIN_PERIOD": "0", "SHUTDOWN_GRACE": "10",
-            "HEADER_TIMEOUT": "20", "MAX_CONNECTIONS": "20000"}
+            "HEADER_TIMEOUT": "20", "MAX_CONNECTIONS": "20000", "AUTH": "open",
+            "AUTH_TOKEN_TTL": "86400", "EVENT_HISTORY": "1000", "EVENT_HISTORY_TTL": "86400"}
+AUTH_MODES = ("open", "token")
+# The binary refuses an AUTH_SECRET shorter than this, whatever AUTH is.
+AUTH_SECRET_MIN_BYTES = 32
 # After DRAIN_PERIOD and SHUTDOWN_GRACE, a replica still closes its sockets, gives the ops
 # port 1 s and closes Redis: the orchestrator's grace must leave this much on top.
 SHUTDOWN_MARGIN = 5
@@ -339,6 +343,81 @@ def configmap_data(docs: list[dict], name: str) -> dict:
     return {}
 
 
+def check_auth(c: dict, docs: list[dict], env_cms: list[str], env_secrets: list[str], config: dict,
+               require: str | None, w: str, p: Problems) -> None:
+    """AUTH and its signing key: with AUTH=token, AUTH_SECRET must come from a Secret the pod
+    cannot start without; in no mode may it be written into a manifest."""
+    auth = setting(config, "AUTH")
+    if not p.check(auth in AUTH_MODES, w, f"AUTH {auth!r} is not one of {'/'.join(AUTH_MODES)}"):
+        return
+    if require:
+        p.check(auth == require, w, f"AUTH must be {require} in this render, not {auth}")
+    for cm in env_cms:
+        p.check("AUTH_SECRET" not in configmap_data(docs, cm), w,
+                f"ConfigMap {cm} holds AUTH_SECRET: a signing key belongs in a Secret (secretKeyRef)")
+    secrets = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "Secret"}
+
+    def secret_value(name: str, key: str) -> str | None:
+        s = secrets.get(name) or {}
+        if key in (s.get("stringData") or {}):
+            return str(s["stringData"][key])
+        if key in (s.get("data") or {}):
+            return base64.b64decode(s["data"][key]).decode("utf-8", "replace")
+        return None
+
+    source = None  # where the container's AUTH_SECRET comes from, for the messages below
+    entries = [e for e in c.get("env") or [] if e.get("name") == "AUTH_SECRET"]
+    if entries:
+        e = entries[-1]
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        if "value" in e:
+            p.add(w, "AUTH_SECRET is a literal value in the Deployment: take it from a Secret "
+                     "(valueFrom.secretKeyRef), created out of band")
+            return
+        if not p.check(ref is not None, w, "AUTH_SECRET must come from valueFrom.secretKeyRef (a Secret), "
+                                           f"not {sorted(e.get('valueFrom') or {})}"):
+            return
+        name, key = ref.get("name"), ref.get("key")
+        source = f"key {key} of Secret {name}"
+        if auth == "token":
+            p.check(ref.get("optional") is not True, w,
+                    f"AUTH_SECRET's secretKeyRef ({source}) must not be optional: with AUTH=token a pod "
+                    "without it only crash-loops (AUTH_SECRET is required); it should not start at all")
+        if name in secrets:
+            value = secret_value(name, key)
+            if p.check(value is not None, w, f"AUTH_SECRET refers to key {key} of Secret {name}, which the "
+                                             "rendered Secret lacks"):
+                p.check(len(value.encode()) >= AUTH_SECRET_MIN_BYTES, w,
+                        f"AUTH_SECRET ({source}) is {len(value.encode())} bytes, a placeholder: the binary "
+                        f"refuses any under {AUTH_SECRET_MIN_BYTES}, even with AUTH=open; create the Secret "
+                        "out of band instead of rendering one")
+        else:
+            print(f"    note: Secret {name} (AUTH_SECRET, secretKeyRef) is not rendered: it must exist in the "
+                  "cluster (created out of band)")
+    else:
+        # envFrom: only a rendered Secret can be seen to carry the key.
+        for name in env_secrets:
+            value = secret_value(name, "AUTH_SECRET")
+            if value is not None:
+                source = f"key AUTH_SECRET of Secret {name} (envFrom)"
+                p.check(len(value.encode()) >= AUTH_SECRET_MIN_BYTES, w,
+                        f"AUTH_SECRET ({source}) is {len(value.encode())} bytes: the binary refuses any under "
+                        f"{AUTH_SECRET_MIN_BYTES}, even with AUTH=open")
+    if auth != "token":
+        return
+    p.check(source is not None, w,
+            "AUTH=token but AUTH_SECRET has no source: add an env entry AUTH_SECRET with "
+            "valueFrom.secretKeyRef to a Secret created out of band (k8s/README.md, \"Authentication\"); "
+            "without it the replicas refuse to start")
+    for key in ("AUTH_TOKEN_TTL", "EVENT_HISTORY", "EVENT_HISTORY_TTL"):
+        value = setting(config, key)
+        p.check(value.isdigit() and int(value) >= 1, w, f"{key} {value!r} must be a whole number >= 1")
+    if require == "token":
+        for key in ("EVENT_HISTORY", "EVENT_HISTORY_TTL"):
+            p.check(key in config, w, f"{key} should be set explicitly: it sizes the per-user event history "
+                                      "kept in Redis (API contract, section 9)")
+
+
 def cmd_k8s(args: argparse.Namespace) -> int:
     try:
         import kubernetes_validate
@@ -458,6 +537,7 @@ def cmd_k8s(args: argparse.Namespace) -> int:
                             "lower MAX_CONNECTIONS or raise the limit")
                 p.check(config.get("LOG_FORMAT") == "json", w, "LOG_FORMAT must be json")
                 p.check(bool(config.get("REDIS_URL")), w, "REDIS_URL must be set for several replicas")
+                check_auth(c, docs, env_cms, env_secrets, config, args.require_auth, w, p)
 
             for kind in ("Service", "PodDisruptionBudget", "NetworkPolicy"):
                 objs = [d for d in by_kind.get(kind, []) if d["metadata"]["name"] == APP]
@@ -781,6 +861,18 @@ def cmd_compose(args: argparse.Namespace) -> int:
                 f"build context {ctx} has no Cargo.toml")
         for k in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"):
             p.check(k in env, w, f"{k} must be set")
+        # AUTH: open unless the caller's environment says token; the signing key only ever
+        # from that environment (deploy/README.md, "Authentication").
+        auth = str(env.get("AUTH", "open"))
+        m = re.fullmatch(r"\$\{AUTH(?::?-([^}]*))?\}", auth)
+        auth_default = (m.group(1) or "") if m else auth
+        p.check(auth_default == "open", w, f"AUTH must default to open (AUTH: ${{AUTH:-open}}), not {auth!r}")
+        if "AUTH_SECRET" in env:
+            p.check(env["AUTH_SECRET"] is None, w,
+                    "AUTH_SECRET must be passed through from the environment (`AUTH_SECRET:` with no value): "
+                    "a literal is a committed credential, and ${AUTH_SECRET} or ${AUTH_SECRET:-} become an "
+                    f"empty string when unset, which the binary refuses (under {AUTH_SECRET_MIN_BYTES} bytes) "
+                    "even with AUTH=open")
     for name in ("redis", "nginx", "prometheus", "grafana", "livekit"):
         p.check(name in services, where, f"missing service {name}")
     p.check("--appendonly" in " ".join(services.get("redis", {}).get("command", [])), where,
@@ -1379,6 +1471,8 @@ def main() -> int:
     k = sub.add_parser("k8s")
     k.add_argument("--kube-version", action="append", default=None)
     k.add_argument("--forbid-latest", action="store_true")
+    k.add_argument("--require-auth", choices=AUTH_MODES,
+                   help="the render must run this AUTH mode (prod: token)")
     k.add_argument("rendered", nargs="+")
     d = sub.add_parser("dashboard")
     d.add_argument("--promtool", default=shutil.which("promtool")
