@@ -26,6 +26,18 @@ impl Impl {
     }
 }
 
+/// switchboard's `AUTH`: open (v1, every event to everyone) or token (bearer tokens, each
+/// event to its audience). The Node baseline knows only open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    Open,
+    Token,
+}
+
+/// The `AUTH_SECRET` of token-mode clusters (HS256 needs at least 32 bytes).
+pub const AUTH_SECRET: &str = "switchboard-bench-secret-of-at-least-32-bytes";
+
 /// How to start clusters; shared by every scenario.
 #[derive(Clone, Debug)]
 pub struct Launcher {
@@ -59,8 +71,21 @@ impl Launcher {
     /// Starts `replicas` replicas of `imp` (with nginx in front when `lb` is set) and waits
     /// until `cluster.sh` reports every one ready.
     pub fn up(&self, imp: Impl, replicas: usize, lb: bool) -> Result<Cluster, String> {
-        let dir = self.dir.join(format!("cluster-{}", imp.name()));
+        self.up_with(imp, Auth::Open, replicas, lb)
+    }
+
+    /// [`up`](Self::up) in the given auth mode: `AUTH` and `AUTH_SECRET` reach the replicas
+    /// through cluster.sh's environment.
+    pub fn up_with(&self, imp: Impl, auth: Auth, replicas: usize, lb: bool) -> Result<Cluster, String> {
+        let dir = match auth {
+            Auth::Open => self.dir.join(format!("cluster-{}", imp.name())),
+            Auth::Token => self.dir.join(format!("cluster-{}-token", imp.name())),
+        };
         let mut cmd = Command::new(&self.script);
+        match auth {
+            Auth::Open => cmd.env_remove("AUTH").env_remove("AUTH_SECRET"),
+            Auth::Token => cmd.env("AUTH", "token").env("AUTH_SECRET", AUTH_SECRET),
+        };
         cmd.arg("up")
             .args(["--impl", imp.name(), "--replicas", &replicas.to_string()])
             .arg("--dir")

@@ -31,8 +31,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Client {
     /// Opens `ws://…/socket.io/?EIO=4&transport=websocket` on `base` (an http:// URL) and
-    /// joins the default namespace: receive `0{…}`, send `40`, receive `40{…}`.
-    pub async fn connect(base: &str) -> Result<Self, String> {
+    /// joins the default namespace: receive `0{…}`, send `40` (with a token, `AUTH=token`:
+    /// `40{"token":"…"}`), receive `40{…}`.
+    pub async fn connect(base: &str, token: Option<&str>) -> Result<Self, String> {
         let url = format!("{}/socket.io/?EIO=4&transport=websocket", base.replacen("http://", "ws://", 1));
         // Small buffers: tungstenite's defaults (128 KiB read buffer) would make the
         // harness, not the server, run out of memory at 10,000 connections.
@@ -47,7 +48,11 @@ impl Client {
             if !open.starts_with('0') {
                 return Err(format!("expected an Engine.IO open packet, got {open:?}"));
             }
-            client.send("40").await?;
+            match token {
+                // A JWT is base64url and dots: nothing to escape in JSON.
+                Some(token) => client.send_text(format!(r#"40{{"token":"{token}"}}"#)).await?,
+                None => client.send("40").await?,
+            }
             loop {
                 let packet = client.next_text().await?;
                 match packet.as_str() {
@@ -96,6 +101,10 @@ impl Client {
 
     async fn send(&mut self, text: &'static str) -> Result<(), String> {
         self.ws.send(Message::Text(Utf8Bytes::from_static(text))).await.map_err(|e| format!("websocket send: {e}"))
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), String> {
+        self.ws.send(Message::Text(text.into())).await.map_err(|e| format!("websocket send: {e}"))
     }
 
     async fn next_text(&mut self) -> Result<String, String> {

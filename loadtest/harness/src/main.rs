@@ -9,7 +9,7 @@ mod report;
 mod scenarios;
 
 use clap::Parser;
-use cluster::{Impl, Launcher, Redis};
+use cluster::{Auth, Impl, Launcher, Redis};
 use report::{ImplResult, Machine, Report, SCENARIOS, ScenarioResult};
 use scenarios::Sizes;
 use std::path::PathBuf;
@@ -26,6 +26,10 @@ struct Args {
     /// Implementations to compare.
     #[arg(long, value_delimiter = ',', default_value = "switchboard,node")]
     impls: Vec<String>,
+    /// switchboard's auth modes to run (`AUTH`): `token` runs L1–L3 again with bearer tokens
+    /// (L3 as L3t: each event to its 2 users among many sockets); the baseline runs open only.
+    #[arg(long, value_delimiter = ',', default_value = "open,token")]
+    auth: Vec<String>,
     /// Scenarios to run.
     #[arg(long, value_delimiter = ',', default_value = "L1,L2,L3,L4,L4b,L5")]
     only: Vec<String>,
@@ -81,6 +85,9 @@ struct Args {
     l3_publishers: usize,
     #[arg(long, default_value_t = 10.0)]
     l3_secs: f64,
+    /// L3 in token mode (L3t): clients per replica, each its own user.
+    #[arg(long, default_value_t = 1000)]
+    l3t_clients_per_replica: usize,
     #[arg(long, default_value_t = 10_000)]
     l4_connections: usize,
     /// Idle polling sessions in L4b.
@@ -103,6 +110,7 @@ impl Args {
                 l3_clients_per_replica: 10,
                 l3_publishers: 2,
                 l3_secs: 1.0,
+                l3t_clients_per_replica: 20,
                 l4_connections: 50,
                 l4b_sessions: 20,
                 l5_clients: 50,
@@ -119,6 +127,7 @@ impl Args {
             l3_clients_per_replica: self.l3_clients_per_replica,
             l3_publishers: self.l3_publishers,
             l3_secs: self.l3_secs,
+            l3t_clients_per_replica: self.l3t_clients_per_replica,
             l4_connections: self.l4_connections,
             l4b_sessions: self.l4b_sessions,
             l5_clients: self.l5_clients,
@@ -131,6 +140,17 @@ impl Args {
     }
 }
 
+fn parse_auth(names: &[String]) -> Result<Vec<Auth>, String> {
+    names
+        .iter()
+        .map(|n| match n.as_str() {
+            "open" => Ok(Auth::Open),
+            "token" => Ok(Auth::Token),
+            other => Err(format!("unknown auth mode {other}")),
+        })
+        .collect()
+}
+
 fn parse_impls(names: &[String]) -> Result<Vec<Impl>, String> {
     names
         .iter()
@@ -140,6 +160,49 @@ fn parse_impls(names: &[String]) -> Result<Vec<Impl>, String> {
             other => Err(format!("unknown implementation {other}")),
         })
         .collect()
+}
+
+/// Runs L1–L3 against switchboard with `AUTH=token`; results land in `results` (indexed
+/// like `SCENARIOS`; the other scenarios do not depend on the auth mode and stay empty).
+async fn bench_token(args: &Args, sizes: &Sizes, launcher: &Launcher, results: &mut [ImplResult]) {
+    let runs = if args.smoke { 1 } else { args.runs.max(1) };
+    let [l1, l2, l3, ..] = results else { unreachable!("one result per scenario") };
+    eprintln!("bench: switchboard, AUTH=token ...");
+    let imp = Impl::Switchboard;
+    if args.wants("L1") && !args.smoke {
+        match launcher.up_with(imp, Auth::Token, 1, false) {
+            Ok(c) => {
+                for _ in 0..runs {
+                    l1.record(scenarios::l1(&c.replicas[0], sizes, Auth::Token).await);
+                }
+            }
+            Err(e) => l1.record(Err(e)),
+        }
+    }
+    if args.wants("L1") && args.smoke || args.wants("L2") || args.wants("L3") {
+        match launcher.up_with(imp, Auth::Token, 2, false) {
+            Ok(c) => {
+                for _ in 0..runs {
+                    if args.smoke {
+                        l1.record(scenarios::l1(&c.replicas[0], sizes, Auth::Token).await);
+                    }
+                    if args.wants("L2") {
+                        l2.record(scenarios::l2(&c.replicas[0], &c.replicas[1], sizes, Auth::Token).await);
+                    }
+                    if args.wants("L3") {
+                        l3.record(scenarios::l3t(&c.replicas, sizes).await);
+                    }
+                }
+            }
+            Err(e) => {
+                if args.smoke {
+                    l1.record(Err(e.clone()));
+                }
+                l2.record(Err(e.clone()));
+                l3.record(Err(e));
+            }
+        }
+    }
 }
 
 /// Runs every wanted scenario against one implementation; results land in `results`
@@ -155,8 +218,8 @@ async fn bench_impl(imp: Impl, args: &Args, sizes: &Sizes, launcher: &Launcher, 
             Ok(c) => {
                 l4.record(scenarios::l4(&c.replicas[0], sizes).await);
                 l4b.record(scenarios::l4b(&c.replicas[0], sizes).await);
-                l1.record(scenarios::l1(&c.replicas[0], sizes).await);
-                l2.record(scenarios::l2(&c.replicas[0], &c.replicas[1], sizes).await);
+                l1.record(scenarios::l1(&c.replicas[0], sizes, Auth::Open).await);
+                l2.record(scenarios::l2(&c.replicas[0], &c.replicas[1], sizes, Auth::Open).await);
                 l3.record(scenarios::l3(&c.replicas, sizes).await);
                 l5.record(scenarios::l5(&c, sizes).await);
             }
@@ -186,7 +249,7 @@ async fn bench_impl(imp: Impl, args: &Args, sizes: &Sizes, launcher: &Launcher, 
         match launcher.up(imp, 1, false) {
             Ok(c) => {
                 for _ in 0..runs {
-                    l1.record(scenarios::l1(&c.replicas[0], sizes).await);
+                    l1.record(scenarios::l1(&c.replicas[0], sizes, Auth::Open).await);
                 }
             }
             Err(e) => l1.record(Err(e)),
@@ -197,7 +260,7 @@ async fn bench_impl(imp: Impl, args: &Args, sizes: &Sizes, launcher: &Launcher, 
             Ok(c) => {
                 for _ in 0..runs {
                     if args.wants("L2") {
-                        l2.record(scenarios::l2(&c.replicas[0], &c.replicas[1], sizes).await);
+                        l2.record(scenarios::l2(&c.replicas[0], &c.replicas[1], sizes, Auth::Open).await);
                     }
                     if args.wants("L3") {
                         l3.record(scenarios::l3(&c.replicas, sizes).await);
@@ -230,6 +293,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let auths = match parse_auth(&args.auth) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let sizes = args.sizes();
     let pin = |cpus: &str| Some(cpus.to_string()).filter(|c| !c.is_empty());
     let redis = match Redis::start(args.redis_port, pin(&args.redis_cpus).as_deref(), &args.work_dir.join("redis")) {
@@ -250,16 +320,26 @@ async fn main() -> ExitCode {
         lb_port: args.lb_port,
     };
 
-    // per_impl[i][s]: implementation i, scenario s.
+    // per_impl[i][s]: implementation (and auth mode) i, scenario s. The baseline and
+    // switchboard open run every scenario, switchboard token L1–L3.
     let mut per_impl: Vec<Vec<ImplResult>> = Vec::new();
     for &imp in &impls {
-        if let Err(e) = redis.flush_all() {
-            eprintln!("bench: {e}");
-            return ExitCode::FAILURE;
+        let modes = match imp {
+            Impl::Switchboard => auths.clone(),
+            Impl::Node => vec![Auth::Open],
+        };
+        for auth in modes {
+            if let Err(e) = redis.flush_all() {
+                eprintln!("bench: {e}");
+                return ExitCode::FAILURE;
+            }
+            let mut results: Vec<ImplResult> = SCENARIOS.iter().map(|_| ImplResult::new(imp, auth)).collect();
+            match auth {
+                Auth::Open => bench_impl(imp, &args, &sizes, &launcher, &mut results).await,
+                Auth::Token => bench_token(&args, &sizes, &launcher, &mut results).await,
+            }
+            per_impl.push(results);
         }
-        let mut results: Vec<ImplResult> = SCENARIOS.iter().map(|_| ImplResult::new(imp)).collect();
-        bench_impl(imp, &args, &sizes, &launcher, &mut results).await;
-        per_impl.push(results);
     }
     drop(redis);
 
@@ -268,7 +348,11 @@ async fn main() -> ExitCode {
         if !args.wants(scenario.id) {
             continue;
         }
-        let results = per_impl.iter_mut().map(|r| std::mem::replace(&mut r[s], ImplResult::new(Impl::Node))).collect();
+        let results = per_impl
+            .iter_mut()
+            .map(|r| std::mem::replace(&mut r[s], ImplResult::new(Impl::Node, Auth::Open)))
+            .filter(|r| !r.runs.is_empty() || r.error.is_some()) // token mode skips L4, L4b, L5
+            .collect();
         scenarios.push(ScenarioResult::new(*scenario, results, !args.smoke));
     }
     let report = Report {

@@ -1,7 +1,7 @@
 //! Results: medians over runs, switchboard/baseline ratios, the targets of the issue, a
 //! table for people and JSON for tools.
 
-use crate::cluster::Impl;
+use crate::cluster::{Auth, Impl};
 use crate::scenarios::{Metric, Metrics, Sizes};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -17,15 +17,19 @@ pub struct Scenario {
 pub const SCENARIOS: [Scenario; 6] = [
     Scenario {
         id: "L1",
-        title: "REST POST /users at fixed concurrency, one replica on Redis",
+        title: "REST POST /users, then POST /rooms (token: authenticated), at fixed concurrency, one replica on Redis",
         target: ">= 5x baseline req/s per core; p99 <= 0.3x",
     },
     Scenario {
         id: "L2",
-        title: "fan-out: POST /calls on replica A -> call.started at clients on replica B",
+        title: "fan-out: POST /calls on replica A -> call.started at clients on replica B (token: the callee's socket only)",
         target: "p50 < 2 ms, p99 < 10 ms; p99 <= 0.25x baseline",
     },
-    Scenario { id: "L3", title: "delivered events/s at saturation, 2 replicas", target: ">= 5x baseline per core" },
+    Scenario {
+        id: "L3",
+        title: "delivered events/s at saturation, 2 replicas (token, L3t: call events, each to its 2 users' sockets among many)",
+        target: ">= 5x baseline per core",
+    },
     Scenario {
         id: "L4",
         title: "idle websocket connections on one replica: RSS per connection",
@@ -43,18 +47,26 @@ pub const SCENARIOS: [Scenario; 6] = [
     },
 ];
 
-/// The runs of one scenario against one implementation.
+/// The runs of one scenario against one implementation in one auth mode.
 #[derive(Debug, Serialize)]
 pub struct ImplResult {
     pub implementation: Impl,
+    pub auth: Auth,
     pub runs: Vec<Metrics>,
     pub median: Metrics,
     pub error: Option<String>,
 }
 
 impl ImplResult {
-    pub fn new(implementation: Impl) -> Self {
-        ImplResult { implementation, runs: Vec::new(), median: Vec::new(), error: None }
+    pub fn new(implementation: Impl, auth: Auth) -> Self {
+        ImplResult { implementation, auth, runs: Vec::new(), median: Vec::new(), error: None }
+    }
+
+    fn label(&self) -> String {
+        match self.auth {
+            Auth::Open => self.implementation.name().to_owned(),
+            Auth::Token => format!("{} (AUTH=token)", self.implementation.name()),
+        }
     }
 
     /// Records one run's outcome; the first error ends the scenario for this implementation.
@@ -62,7 +74,7 @@ impl ImplResult {
         match outcome {
             Ok(m) => self.runs.push(m),
             Err(e) => {
-                eprintln!("bench: {} failed: {e}", self.implementation.name());
+                eprintln!("bench: {} failed: {e}", self.label());
                 self.error.get_or_insert(e);
             }
         }
@@ -99,37 +111,48 @@ fn median(runs: &[Metrics]) -> Metrics {
         .collect()
 }
 
-/// One scenario with both implementations.
+/// One scenario with both implementations (switchboard in each auth mode run).
 #[derive(Debug, Serialize)]
 pub struct ScenarioResult {
     #[serde(flatten)]
     pub scenario: Scenario,
     pub results: Vec<ImplResult>,
-    /// switchboard ÷ baseline, per metric.
+    /// switchboard (open) ÷ baseline, per metric.
     pub ratios: Metrics,
+    /// switchboard with `AUTH=token` ÷ switchboard open, per metric: what authentication
+    /// and targeted delivery cost (or save).
+    pub token_ratios: Metrics,
+    /// The target is judged on switchboard open against the baseline (which has no token mode).
     pub verdict: Option<String>,
+}
+
+/// `a ÷ b` for every metric both have.
+fn quotients(a: Option<&ImplResult>, b: Option<&ImplResult>) -> Metrics {
+    match (a, b) {
+        (Some(a), Some(b)) => a
+            .median
+            .iter()
+            .filter_map(|m| {
+                let base = b.get(m.name)?;
+                Some(Metric { name: m.name, value: m.value / base })
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 impl ScenarioResult {
     pub fn new(scenario: Scenario, results: Vec<ImplResult>, judge: bool) -> Self {
-        let sb = results.iter().find(|r| r.implementation == Impl::Switchboard);
-        let node = results.iter().find(|r| r.implementation == Impl::Node);
-        let ratios = match (sb, node) {
-            (Some(sb), Some(node)) => sb
-                .median
-                .iter()
-                .filter_map(|m| {
-                    let base = node.get(m.name)?;
-                    Some(Metric { name: m.name, value: m.value / base })
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+        let find = |imp: Impl, auth: Auth| results.iter().find(|r| r.implementation == imp && r.auth == auth);
+        let sb = find(Impl::Switchboard, Auth::Open);
+        let node = find(Impl::Node, Auth::Open);
+        let ratios = quotients(sb, node);
+        let token_ratios = quotients(find(Impl::Switchboard, Auth::Token), sb);
         let verdict = match (judge, sb) {
             (true, Some(sb)) if sb.error.is_none() => Some(verdict(scenario.id, sb, &ratios)),
             _ => None,
         };
-        ScenarioResult { scenario, results, ratios, verdict }
+        ScenarioResult { scenario, results, ratios, token_ratios, verdict }
     }
 }
 
@@ -214,10 +237,15 @@ fn fmt_value(v: f64) -> String {
 }
 
 impl Report {
-    /// The human-readable table: one block per scenario, a row per metric.
+    /// The human-readable table: one block per scenario, a row per metric; switchboard
+    /// open and with `AUTH=token`, the baseline, and the two ratios.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "{:<4} {:<22} {:>14} {:>14} {:>10}", "", "metric", "switchboard", "node", "sb/node");
+        let _ = writeln!(
+            out,
+            "{:<4} {:<22} {:>14} {:>14} {:>14} {:>10} {:>11}",
+            "", "metric", "switchboard", "sb AUTH=token", "node", "sb/node", "token/open"
+        );
         for s in &self.scenarios {
             let _ = writeln!(out, "{:<4} {} (target: {})", s.scenario.id, s.scenario.title, s.scenario.target);
             let names: Vec<&'static str> =
@@ -227,28 +255,32 @@ impl Report {
                     }
                     acc
                 });
-            let cell = |imp: Impl, name: &str| {
+            let cell = |imp: Impl, auth: Auth, name: &str| {
                 s.results
                     .iter()
-                    .find(|r| r.implementation == imp)
+                    .find(|r| r.implementation == imp && r.auth == auth)
                     .and_then(|r| r.get(name))
                     .map_or("-".into(), fmt_value)
             };
+            let ratio = |ratios: &Metrics, name: &str| {
+                ratios.iter().find(|m| m.name == name).map_or("-".into(), |m| fmt_value(m.value))
+            };
             for name in names {
-                let ratio = s.ratios.iter().find(|m| m.name == name).map_or("-".into(), |m| fmt_value(m.value));
                 let _ = writeln!(
                     out,
-                    "{:<4} {:<22} {:>14} {:>14} {:>10}",
+                    "{:<4} {:<22} {:>14} {:>14} {:>14} {:>10} {:>11}",
                     "",
                     name,
-                    cell(Impl::Switchboard, name),
-                    cell(Impl::Node, name),
-                    ratio
+                    cell(Impl::Switchboard, Auth::Open, name),
+                    cell(Impl::Switchboard, Auth::Token, name),
+                    cell(Impl::Node, Auth::Open, name),
+                    ratio(&s.ratios, name),
+                    ratio(&s.token_ratios, name),
                 );
             }
             for r in &s.results {
                 if let Some(e) = &r.error {
-                    let _ = writeln!(out, "     {} FAILED: {e}", r.implementation.name());
+                    let _ = writeln!(out, "     {} FAILED: {e}", r.label());
                 }
             }
             if let Some(v) = &s.verdict {

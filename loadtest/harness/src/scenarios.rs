@@ -1,7 +1,7 @@
 //! The scenarios (L1–L5, and L4b). Each drives one running cluster and returns its numbers;
 //! none of them judges the numbers (that is the report's job), so smoke runs can reuse them.
 
-use crate::cluster::{self, Cluster, Replica};
+use crate::cluster::{self, Auth, Cluster, Replica};
 use crate::eio::{self, Client, End, Polling};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +23,8 @@ pub struct Sizes {
     pub l3_clients_per_replica: usize,
     pub l3_publishers: usize,
     pub l3_secs: f64,
+    /// L3 in token mode: clients per replica, each its own user.
+    pub l3t_clients_per_replica: usize,
     pub l4_connections: usize,
     pub l4b_sessions: usize,
     pub l5_clients: usize,
@@ -56,14 +58,18 @@ fn http_client(pool: usize) -> Result<reqwest::Client, String> {
         .map_err(|e| format!("http client: {e}"))
 }
 
-async fn post_json(http: &reqwest::Client, url: &str, body: String) -> Result<serde_json::Value, String> {
-    let resp = http
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| format!("POST {url}: {e}"))?;
+/// POSTs a JSON body (as the bearer of `token`, if any) and returns the JSON answer.
+async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    body: String,
+    token: Option<&str>,
+) -> Result<serde_json::Value, String> {
+    let mut req = http.post(url).header("content-type", "application/json").body(body);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await.map_err(|e| format!("POST {url}: {e}"))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(format!("POST {url}: {status}"));
@@ -71,16 +77,24 @@ async fn post_json(http: &reqwest::Client, url: &str, body: String) -> Result<se
     resp.json().await.map_err(|e| format!("POST {url}: {e}"))
 }
 
-/// Registers `n` users on `base` (16 at a time) and returns their ids, in order.
-async fn register_users(http: &reqwest::Client, base: &str, n: usize) -> Result<Vec<String>, String> {
+/// A registered user: its id and, with `AUTH=token`, its token.
+#[derive(Clone, Debug)]
+struct User {
+    id: String,
+    token: Option<String>,
+}
+
+/// Registers `n` users on `base` (16 at a time) and returns them, in order.
+async fn register_users(http: &reqwest::Client, base: &str, n: usize) -> Result<Vec<User>, String> {
     let sem = Arc::new(Semaphore::new(16));
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
         let (http, url, sem) = (http.clone(), format!("{base}/users"), sem.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
-            let user = post_json(&http, &url, format!(r#"{{"name":"bench-user-{i}"}}"#)).await?;
-            user["id"].as_str().map(str::to_owned).ok_or_else(|| "POST /users: no id".to_string())
+            let user = post_json(&http, &url, format!(r#"{{"name":"bench-user-{i}"}}"#), None).await?;
+            let id = user["id"].as_str().map(str::to_owned).ok_or_else(|| "POST /users: no id".to_string())?;
+            Ok::<_, String>(User { id, token: user["token"].as_str().map(str::to_owned) })
         }));
     }
     let mut ids = Vec::with_capacity(n);
@@ -99,13 +113,26 @@ async fn post_users_until(
     worker: usize,
     done: Arc<AtomicU64>,
 ) -> (Vec<u32>, u64) {
-    let url = format!("{base}/users");
+    post_until(http, format!("{base}/users"), None, until, worker, done).await
+}
+
+/// POSTs `{"name": …}` to `url` back to back until `until` (as the bearer of `token`, if
+/// any), counting successes into `done`; returns the latencies (µs) and the number of
+/// failed requests.
+async fn post_until(
+    http: reqwest::Client,
+    url: String,
+    token: Option<String>,
+    until: Instant,
+    worker: usize,
+    done: Arc<AtomicU64>,
+) -> (Vec<u32>, u64) {
     let (mut latencies, mut errors) = (Vec::new(), 0);
     let mut i = 0u64;
     while Instant::now() < until {
         i += 1;
         let t = Instant::now();
-        match post_json(&http, &url, format!(r#"{{"name":"load-{worker}-{i}"}}"#)).await {
+        match post_json(&http, &url, format!(r#"{{"name":"load-{worker}-{i}"}}"#), token.as_deref()).await {
             Ok(_) => {
                 latencies.push(t.elapsed().as_micros() as u32);
                 done.fetch_add(1, Ordering::Relaxed);
@@ -140,6 +167,17 @@ async fn spawn_clients<L: Listener>(
     base: &str,
     n: usize,
     stop: &watch::Receiver<bool>,
+    listener: impl FnMut(usize) -> L,
+) -> Result<Vec<JoinHandle<L>>, String> {
+    spawn_clients_as(base, n, stop, |_| None, listener).await
+}
+
+/// [`spawn_clients`], client `i` connecting with the token `token(i)` (`AUTH=token`).
+async fn spawn_clients_as<L: Listener>(
+    base: &str,
+    n: usize,
+    stop: &watch::Receiver<bool>,
+    mut token: impl FnMut(usize) -> Option<String>,
     mut listener: impl FnMut(usize) -> L,
 ) -> Result<Vec<JoinHandle<L>>, String> {
     let sem = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
@@ -147,10 +185,10 @@ async fn spawn_clients<L: Listener>(
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
         let (base, sem, ready, mut stop) = (base.to_owned(), sem.clone(), ready_tx.clone(), stop.clone());
-        let mut l = listener(i);
+        let (mut l, token) = (listener(i), token(i));
         handles.push(tokio::spawn(async move {
             let permit = sem.acquire_owned().await;
-            let connected = Client::connect(&base).await;
+            let connected = Client::connect(&base, token.as_deref()).await;
             drop(permit);
             match connected {
                 Ok(mut client) => {
@@ -189,14 +227,34 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
-/// L1: POST /users at fixed concurrency against one replica.
-pub async fn l1(replica: &Replica, s: &Sizes) -> Result<Metrics, String> {
-    let http = http_client(s.l1_concurrency)?;
+/// One closed-loop measurement: how many requests, in what wall and server CPU time, their
+/// sorted latencies (µs) and the failures.
+struct Closed {
+    done: f64,
+    wall: Duration,
+    cpu: Duration,
+    latencies: Vec<u32>,
+    errors: u64,
+}
+
+/// `POST {path}` with `{"name": …}` from `s.l1_concurrency` closed-loop workers (as the
+/// bearer of `token`, if any): a warm-up, then `s.l1_secs` measured.
+async fn closed_loop(
+    http: &reqwest::Client,
+    replica: &Replica,
+    s: &Sizes,
+    path: &str,
+    token: Option<&str>,
+) -> Result<Closed, String> {
+    let url = format!("{}{path}", replica.url);
     let phase = |len: f64| {
         let until = Instant::now() + secs(len);
         let done = Arc::new(AtomicU64::new(0));
         let workers: Vec<_> = (0..s.l1_concurrency)
-            .map(|w| tokio::spawn(post_users_until(http.clone(), replica.url.clone(), until, w, done.clone())))
+            .map(|w| {
+                let (http, url, token) = (http.clone(), url.clone(), token.map(str::to_owned));
+                tokio::spawn(post_until(http, url, token, until, w, done.clone()))
+            })
             .collect();
         async move {
             let mut latencies = Vec::new();
@@ -214,14 +272,32 @@ pub async fn l1(replica: &Replica, s: &Sizes) -> Result<Metrics, String> {
     let (mut latencies, errors) = phase(s.l1_secs).await?;
     let (cpu, wall) = (cluster::cpu_time(replica.pid)? - cpu0, t0.elapsed());
     latencies.sort_unstable();
-    let n = latencies.len() as f64;
+    Ok(Closed { done: latencies.len() as f64, wall, cpu, latencies, errors })
+}
+
+/// L1: `POST /users` at fixed concurrency against one replica (with `AUTH=token` it also
+/// mints the new user's token), then `POST /rooms` the same way, which with `AUTH=token`
+/// is authenticated: one JWT verified and the token's user read from the store per request.
+pub async fn l1(replica: &Replica, s: &Sizes, auth: Auth) -> Result<Metrics, String> {
+    let http = http_client(s.l1_concurrency)?;
+    let actor = register_users(&http, &replica.url, 1).await?.remove(0);
+    if auth == Auth::Token && actor.token.is_none() {
+        return Err("POST /users answered no token: is the replica in AUTH=token mode?".into());
+    }
+    let users = closed_loop(&http, replica, s, "/users", None).await?;
+    let rooms = closed_loop(&http, replica, s, "/rooms", actor.token.as_deref()).await?;
     Ok(vec![
-        metric("req_per_s", n / wall.as_secs_f64()),
-        metric("req_per_cpu_s", n / cpu.as_secs_f64()),
-        metric("p50_ms", percentile_ms(&latencies, 0.50)),
-        metric("p99_ms", percentile_ms(&latencies, 0.99)),
-        metric("server_cores", cpu.as_secs_f64() / wall.as_secs_f64()),
-        metric("errors", errors as f64),
+        metric("req_per_s", users.done / users.wall.as_secs_f64()),
+        metric("req_per_cpu_s", users.done / users.cpu.as_secs_f64()),
+        metric("p50_ms", percentile_ms(&users.latencies, 0.50)),
+        metric("p99_ms", percentile_ms(&users.latencies, 0.99)),
+        metric("server_cores", users.cpu.as_secs_f64() / users.wall.as_secs_f64()),
+        metric("errors", users.errors as f64),
+        metric("rooms_req_per_s", rooms.done / rooms.wall.as_secs_f64()),
+        metric("rooms_req_per_cpu_s", rooms.done / rooms.cpu.as_secs_f64()),
+        metric("rooms_p50_ms", percentile_ms(&rooms.latencies, 0.50)),
+        metric("rooms_p99_ms", percentile_ms(&rooms.latencies, 0.99)),
+        metric("rooms_errors", rooms.errors as f64),
     ])
 }
 
@@ -261,23 +337,38 @@ impl Listener for DelaySamples {
 /// L2: POST /calls on replica A at a fixed rate (open model); the delay until each
 /// `call.started` reaches each client on replica B. Every call has its own caller, so the
 /// event's `fromUserId` names the call without waiting for the REST response.
-pub async fn l2(a: &Replica, b: &Replica, s: &Sizes) -> Result<Metrics, String> {
+///
+/// With `AUTH=token` the clients on B are users, each with its own token, and call `i` (by
+/// its own caller, with the caller's token) rings client `i mod clients`: each
+/// `call.started` reaches one socket of B, the callee's, among all of B's.
+pub async fn l2(a: &Replica, b: &Replica, s: &Sizes, auth: Auth) -> Result<Metrics, String> {
     let warmup_calls = (s.l2_rate as f64 * s.warmup_secs) as usize;
     let measured = (s.l2_rate as f64 * s.l2_secs) as usize;
     let total = warmup_calls + measured;
     let http = http_client(64)?;
-    let users = register_users(&http, &a.url, total + 1).await?;
+    let extra = match auth {
+        Auth::Open => 1,
+        Auth::Token => s.l2_clients,
+    };
+    let users = register_users(&http, &a.url, total + extra).await?;
+    let listeners = &users[total..];
     let shared = Arc::new(FanOut {
-        call_of_caller: users[..total].iter().enumerate().map(|(i, id)| (id.clone(), i)).collect(),
+        call_of_caller: users[..total].iter().enumerate().map(|(i, u)| (u.id.clone(), i)).collect(),
         sent_us: (0..total).map(|_| AtomicU64::new(0)).collect(),
         warmup_calls,
         epoch: Instant::now(),
         received: AtomicU64::new(0),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let clients =
-        spawn_clients(&b.url, s.l2_clients, &stop_rx, |_| DelaySamples { shared: shared.clone(), samples: Vec::new() })
-            .await?;
+    let token = |i: usize| match auth {
+        Auth::Open => None,
+        Auth::Token => listeners[i].token.clone(),
+    };
+    let clients = spawn_clients_as(&b.url, s.l2_clients, &stop_rx, token, |_| DelaySamples {
+        shared: shared.clone(),
+        samples: Vec::new(),
+    })
+    .await?;
 
     let errors = Arc::new(AtomicU64::new(0));
     let cpu0 = cluster::cpu_time_all(&[a.pid, b.pid])?;
@@ -289,10 +380,17 @@ pub async fn l2(a: &Replica, b: &Replica, s: &Sizes) -> Result<Metrics, String> 
         ticker.tick().await;
         let (http, shared, errors) = (http.clone(), shared.clone(), errors.clone());
         let url = format!("{}/calls", a.url);
-        let body = format!(r#"{{"fromUserId":"{}","toUserId":"{}"}}"#, users[call], users[call + 1]);
+        let (body, token) = match auth {
+            Auth::Open => {
+                (format!(r#"{{"fromUserId":"{}","toUserId":"{}"}}"#, users[call].id, users[call + 1].id), None)
+            }
+            Auth::Token => {
+                (format!(r#"{{"toUserId":"{}"}}"#, listeners[call % listeners.len()].id), users[call].token.clone())
+            }
+        };
         shared.sent_us[call].store(shared.epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
         requests.push(tokio::spawn(async move {
-            if post_json(&http, &url, body).await.is_err() {
+            if post_json(&http, &url, body, token.as_deref()).await.is_err() {
                 errors.fetch_add(1, Ordering::Relaxed);
             }
         }));
@@ -300,7 +398,11 @@ pub async fn l2(a: &Replica, b: &Replica, s: &Sizes) -> Result<Metrics, String> 
     for r in requests {
         r.await.map_err(|e| e.to_string())?;
     }
-    let expected = (measured * s.l2_clients) as u64;
+    let per_call = match auth {
+        Auth::Open => s.l2_clients,
+        Auth::Token => 1,
+    };
+    let expected = (measured * per_call) as u64;
     let deadline = Instant::now() + Duration::from_secs(5);
     while shared.received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -318,31 +420,58 @@ pub async fn l2(a: &Replica, b: &Replica, s: &Sizes) -> Result<Metrics, String> 
         metric("p99_ms", percentile_ms(&samples, 0.99)),
         metric("max_ms", percentile_ms(&samples, 1.0)),
         metric("delivered_pct", 100.0 * samples.len() as f64 / expected as f64),
+        metric("deliveries_per_call", per_call as f64),
         metric("server_cores", cpu.as_secs_f64() / wall.as_secs_f64()),
         metric("harness_cores", own.as_secs_f64() / wall.as_secs_f64()),
         metric("call_errors", errors.load(Ordering::Relaxed) as f64),
     ])
 }
 
-/// L3: as many events as the replicas will deliver: clients on both replicas, POST /users
-/// back to back on both, events counted on arrival.
-pub async fn l3(replicas: &[Replica], s: &Sizes) -> Result<Metrics, String> {
-    let received = Arc::new(AtomicU64::new(0));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut clients = Vec::new();
-    for r in replicas {
-        clients.extend(spawn_clients(&r.url, s.l3_clients_per_replica, &stop_rx, |_| Counter(received.clone())).await?);
+/// What an L3 run measured over its window, turned into metrics.
+struct Saturation {
+    delivered: f64,
+    requests: f64,
+    wall: Duration,
+    cpu: Duration,
+    own: Duration,
+    delivered_pct: f64,
+    errors: u64,
+}
+
+impl Saturation {
+    fn metrics(&self) -> Metrics {
+        let (wall, cpu) = (self.wall.as_secs_f64(), self.cpu.as_secs_f64());
+        vec![
+            metric("events_per_s", self.delivered / wall),
+            metric("events_per_cpu_s", self.delivered / cpu),
+            metric("rest_req_per_s", self.requests / wall),
+            metric("rest_req_per_cpu_s", self.requests / cpu),
+            metric("events_per_request", self.delivered / self.requests.max(1.0)),
+            metric("server_cores", cpu / wall),
+            // Near 1.0 when pinned to one CPU: then the harness may be what limits events_per_s.
+            metric("harness_cores", self.own.as_secs_f64() / wall),
+            metric("delivered_pct", self.delivered_pct),
+            metric("errors", self.errors as f64),
+        ]
     }
-    let n_clients = (s.l3_clients_per_replica * replicas.len()) as u64;
-    let http = http_client(s.l3_publishers)?;
+}
+
+/// Runs `publishers` (closed-loop load that counts its successful requests into the
+/// counter it is given) for a warm-up plus `s.l3_secs`, and measures the window after the
+/// warm-up: events the clients counted into `received`, requests, server and own CPU.
+/// Then lets queued events arrive and stops the clients.
+async fn saturate(
+    replicas: &[Replica],
+    s: &Sizes,
+    received: &AtomicU64,
+    publishers: impl FnOnce(Instant, Arc<AtomicU64>) -> Vec<JoinHandle<(Vec<u32>, u64)>>,
+    deliveries_per_request: u64,
+    stop_tx: watch::Sender<bool>,
+    clients: Vec<JoinHandle<Counter>>,
+) -> Result<Saturation, String> {
     let posted = Arc::new(AtomicU64::new(0));
     let until = Instant::now() + secs(s.warmup_secs + s.l3_secs);
-    let publishers: Vec<_> = (0..s.l3_publishers)
-        .map(|w| {
-            let url = replicas[w % replicas.len()].url.clone();
-            tokio::spawn(post_users_until(http.clone(), url, until, w, posted.clone()))
-        })
-        .collect();
+    let publishers = publishers(until, posted.clone());
     let pids: Vec<u32> = replicas.iter().map(|r| r.pid).collect();
     tokio::time::sleep(secs(s.warmup_secs)).await;
     let (recv0, posted0) = (received.load(Ordering::Relaxed), posted.load(Ordering::Relaxed));
@@ -356,8 +485,7 @@ pub async fn l3(replicas: &[Replica], s: &Sizes) -> Result<Metrics, String> {
     for p in publishers {
         errors += p.await.map_err(|e| e.to_string())?.1;
     }
-    // Let what was queued arrive, then compare with what should have: each POST is one
-    // event for every client.
+    // Let what was queued arrive, then compare with what should have.
     let mut last = received.load(Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -372,18 +500,117 @@ pub async fn l3(replicas: &[Replica], s: &Sizes) -> Result<Metrics, String> {
     for c in clients {
         c.await.map_err(|e| e.to_string())?;
     }
-    let delivered = (recv1 - recv0) as f64;
-    let expected = posted.load(Ordering::Relaxed) * n_clients;
-    Ok(vec![
-        metric("events_per_s", delivered / wall.as_secs_f64()),
-        metric("events_per_cpu_s", delivered / cpu.as_secs_f64()),
-        metric("rest_req_per_s", (posted1 - posted0) as f64 / wall.as_secs_f64()),
-        metric("server_cores", cpu.as_secs_f64() / wall.as_secs_f64()),
-        // Near 1.0 when pinned to one CPU: then the harness may be what limits events_per_s.
-        metric("harness_cores", own.as_secs_f64() / wall.as_secs_f64()),
-        metric("delivered_pct", 100.0 * received.load(Ordering::Relaxed) as f64 / expected.max(1) as f64),
-        metric("errors", errors as f64),
-    ])
+    let expected = posted.load(Ordering::Relaxed) * deliveries_per_request;
+    Ok(Saturation {
+        delivered: (recv1 - recv0) as f64,
+        requests: (posted1 - posted0) as f64,
+        wall,
+        cpu,
+        own,
+        delivered_pct: 100.0 * received.load(Ordering::Relaxed) as f64 / expected.max(1) as f64,
+        errors,
+    })
+}
+
+/// L3: as many events as the replicas will deliver: clients on both replicas, POST /users
+/// back to back on both, events counted on arrival; each POST is one event for every client.
+pub async fn l3(replicas: &[Replica], s: &Sizes) -> Result<Metrics, String> {
+    let received = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut clients = Vec::new();
+    for r in replicas {
+        clients.extend(spawn_clients(&r.url, s.l3_clients_per_replica, &stop_rx, |_| Counter(received.clone())).await?);
+    }
+    let n_clients = (s.l3_clients_per_replica * replicas.len()) as u64;
+    let http = http_client(s.l3_publishers)?;
+    let publishers = |until: Instant, posted: Arc<AtomicU64>| {
+        (0..s.l3_publishers)
+            .map(|w| {
+                let url = replicas[w % replicas.len()].url.clone();
+                tokio::spawn(post_users_until(http.clone(), url, until, w, posted.clone()))
+            })
+            .collect()
+    };
+    Ok(saturate(replicas, s, &received, publishers, n_clients, stop_tx, clients).await?.metrics())
+}
+
+/// Starts and ends calls back to back until `until`, cycling through `pairs` (caller,
+/// callee), each request as the caller; counts successful requests into `done`.
+async fn calls_until(
+    http: reqwest::Client,
+    base: String,
+    pairs: Vec<(User, User)>,
+    until: Instant,
+    done: Arc<AtomicU64>,
+) -> (Vec<u32>, u64) {
+    let (url, mut errors) = (format!("{base}/calls"), 0);
+    for (caller, callee) in pairs.iter().cycle() {
+        if Instant::now() >= until || pairs.is_empty() {
+            break;
+        }
+        let token = caller.token.as_deref();
+        let body = format!(r#"{{"toUserId":"{}"}}"#, callee.id);
+        let call = match post_json(&http, &url, body, token).await {
+            Ok(call) => call,
+            Err(_) => {
+                errors += 1;
+                continue;
+            }
+        };
+        done.fetch_add(1, Ordering::Relaxed);
+        let Some(id) = call["id"].as_str() else {
+            errors += 1;
+            continue;
+        };
+        match post_json(&http, &format!("{url}/{id}/end"), "{}".into(), token).await {
+            Ok(_) => done.fetch_add(1, Ordering::Relaxed),
+            Err(_) => {
+                errors += 1;
+                continue;
+            }
+        };
+    }
+    (Vec::new(), errors)
+}
+
+/// L3 with `AUTH=token` (L3t): targeted delivery among many sockets. Each of
+/// `s.l3t_clients_per_replica` clients per replica is its own user, connected with its
+/// token; publishers start a call (as the caller) and end it, back to back, between a user
+/// on one replica and a user on the other, each pair used by one publisher at a time. Each
+/// request is one event (`call.started`, `call.ended`) for its 2 users' sockets only, so
+/// what a replica spends on it should not grow with the sockets it holds.
+pub async fn l3t(replicas: &[Replica], s: &Sizes) -> Result<Metrics, String> {
+    let per_replica = s.l3t_clients_per_replica;
+    let http = http_client(s.l3_publishers.max(16))?;
+    let users = register_users(&http, &replicas[0].url, per_replica * replicas.len()).await?;
+    if users.iter().any(|u| u.token.is_none()) {
+        return Err("POST /users answered no token: is the replica in AUTH=token mode?".into());
+    }
+    let received = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut clients = Vec::new();
+    for (r, replica) in replicas.iter().enumerate() {
+        let mine = &users[r * per_replica..(r + 1) * per_replica];
+        let token = |i: usize| mine[i].token.clone();
+        clients
+            .extend(spawn_clients_as(&replica.url, per_replica, &stop_rx, token, |_| Counter(received.clone())).await?);
+    }
+    // Pair i: user i calls the user in the same place on the next replica, so that every
+    // event reaches one socket on each of two replicas. A user is the caller of one pair
+    // and the callee of another; two calls of one user may overlap (no busy check).
+    let pairs: Vec<(User, User)> = (0..per_replica * replicas.len())
+        .map(|i| (users[i].clone(), users[(i + per_replica) % users.len()].clone()))
+        .collect();
+    let publishers = |until: Instant, posted: Arc<AtomicU64>| {
+        (0..s.l3_publishers)
+            .map(|w| {
+                let mine: Vec<(User, User)> = pairs.iter().skip(w).step_by(s.l3_publishers).cloned().collect();
+                let url = replicas[w % replicas.len()].url.clone();
+                tokio::spawn(calls_until(http.clone(), url, mine, until, posted.clone()))
+            })
+            .collect()
+    };
+    Ok(saturate(replicas, s, &received, publishers, 2, stop_tx, clients).await?.metrics())
 }
 
 /// L4: resident memory per idle websocket connection on one replica.
@@ -529,7 +756,7 @@ async fn reconnecting_client(
     let mut dropped = false;
     let mut attempt = 0;
     while !*stop.borrow() {
-        let connected = Client::connect(&lb).await;
+        let connected = Client::connect(&lb, None).await;
         drop(first.take()); // the pacing permit covers the first connect only
         match connected {
             Ok(mut client) => {
