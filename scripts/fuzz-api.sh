@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the REST API from its own OpenAPI document with schemathesis (from .venv, which
 # scripts/install-deps.sh installs; this script installs nothing): a replica on the embedded
-# store, then one on a real redis-server, then the same replica with Redis stopped. Every
+# store, the same with AUTH=token (acting with a server token), then one on a real
+# redis-server, then the same replica with Redis stopped. Every
 # response must be documented (status, content type, schema, problem `code`), and none may be
 # a 5xx, except 503 `store_unavailable` while Redis is down.
 #
@@ -57,6 +58,11 @@ CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,respo
 replica memory
 fuzz memory "$URL" "$CHECKS"
 
+secret=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+replica memory-token AUTH=token AUTH_SECRET="$secret"
+server_token=$(AUTH_SECRET="$secret" "$BIN" token --server --ttl 3600)
+fuzz memory-token "$URL" "$CHECKS" -H "Authorization: Bearer $server_token"
+
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
 redis_pid=$!
@@ -71,4 +77,4 @@ fuzz redis "$redis" "$CHECKS"
 kill "$redis_pid"
 wait_for "$redis/readyz" 503
 fuzz redis-down "$redis" "${CHECKS/not_a_server_error,/}" --phases examples,coverage,fuzzing --max-examples 20
-echo "fuzz: ok (memory, redis, redis down)" >&2
+echo "fuzz: ok (memory, memory with AUTH=token, redis, redis down)" >&2

@@ -408,3 +408,34 @@ mod short_history {
     on_both_stores!(&["--event-history", "3"]; an_offset_older_than_the_history_asks_for_a_resync);
     use super::*;
 }
+
+/// `AUTH_SECRET` and tokens never reach logs or metrics, even at debug level.
+#[tokio::test]
+async fn secrets_and_tokens_stay_out_of_logs_and_metrics() {
+    let secret = "never-printed-auth-secret-0123456789abcdef";
+    let env = [("AUTH", "token"), ("AUTH_SECRET", secret), ("LOG_FORMAT", "json"), ("RUST_LOG", "debug")];
+    let (mut replica, api) = crate::support::spawn_binary(&env).await;
+    let (_, user) = api.post("/users", json!({ "name": "Ana" })).await;
+    let token = user["token"].as_str().expect("token").to_owned();
+    let forged = signed(json!({ "sub": user["id"], "exp": now_s() + 60 }), "forged-secret-forged-secret-forged-secret");
+    assert_eq!(api.bearer(&token).get("/users").await.0, StatusCode::OK);
+    assert_eq!(api.bearer(&forged).get("/users").await.0, StatusCode::UNAUTHORIZED);
+    SioClient::connect_with(api.base(), Mode::Upgrade, Some(json!({ "token": token }))).await;
+    assert_eq!(SioClient::refused(api.base(), Some(json!({ "token": forged }))).await, "unauthorized");
+    let metrics = api.raw(Method::GET, "/metrics").send().await.expect("sent").text().await.expect("text");
+    let _ = tokio::process::Command::new("kill")
+        .args(["-TERM", &replica.id().expect("running").to_string()])
+        .status()
+        .await;
+    let _ = tokio::time::timeout(crate::support::WAIT, replica.wait()).await.expect("exits");
+    let mut logs = String::new();
+    use tokio::io::AsyncReadExt;
+    replica.stdout.take().expect("stdout").read_to_string(&mut logs).await.expect("logs");
+    replica.stderr.take().expect("stderr").read_to_string(&mut logs).await.expect("logs");
+    assert!(logs.contains("request served"), "debug logs were written:\n{logs}");
+    for (what, text) in [("logs", &logs), ("metrics", &metrics)] {
+        for needle in [secret, token.as_str(), forged.as_str()] {
+            assert!(!text.contains(needle), "a secret or token in the {what}");
+        }
+    }
+}
