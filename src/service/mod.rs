@@ -140,7 +140,10 @@ impl Service {
 
     /// `AUTH=token`: what `user` missed after `offset`; `None` when it cannot be known.
     pub async fn missed(&self, user: UserId, offset: &str) -> Result<Option<Vec<(String, String)>>> {
-        Ok(self.store.history(user, offset).await?)
+        let Some(identity) = &self.identity else {
+            return Ok(None);
+        };
+        Ok(self.store.history(user, offset, identity.history.ttl).await?)
     }
 
     pub async fn user(&self, id: UserId) -> Result<User> {

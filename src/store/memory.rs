@@ -192,12 +192,19 @@ impl Store for MemoryStore {
         Ok(CallUpdate::Applied)
     }
 
-    async fn history(&self, user: UserId, after: &str) -> StoreResult<Option<Vec<(String, String)>>> {
+    async fn history(
+        &self,
+        user: UserId,
+        after: &str,
+        max_age: Duration,
+    ) -> StoreResult<Option<Vec<(String, String)>>> {
         let s = self.lock();
         let (Some(history), Some(after)) = (s.histories.get(&user.to_string()), Offset::parse(after)) else {
             return Ok(None);
         };
-        if history.expires <= Instant::now() || !history.entries.iter().any(|(offset, _)| *offset == after) {
+        let now_ms = u64::try_from(Timestamp::now().millis()).unwrap_or_default();
+        let too_old = after.0 < now_ms.saturating_sub(u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX));
+        if too_old || history.expires <= Instant::now() || !history.entries.iter().any(|(offset, _)| *offset == after) {
             return Ok(None);
         }
         let missed = history.entries.iter().filter(|(offset, _)| *offset > after);

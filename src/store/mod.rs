@@ -11,6 +11,7 @@ use crate::domain::{
     Call, CallFilter, CallId, CallStatus, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId,
 };
 use async_trait::async_trait;
+use std::time::Duration;
 
 /// Every operation name Redis metrics are labelled with (a bounded set).
 pub const REDIS_OPS: [&str; 17] = [
@@ -143,8 +144,10 @@ pub trait Store: Send + Sync {
     async fn livekit_room(&self, name: RoomName) -> StoreResult<Option<LiveKitRoom>>;
 
     /// `AUTH=token`: the user's kept events after `after` (offset, encoded event), oldest
-    /// first; `None` when `after` is no longer kept or unknown (the client must resync).
-    async fn history(&self, user: UserId, after: &str) -> StoreResult<Option<Vec<(String, String)>>>;
+    /// first; `None` when `after` is no longer kept, older than `max_age`, or unknown (the
+    /// client must resync).
+    async fn history(&self, user: UserId, after: &str, max_age: Duration)
+    -> StoreResult<Option<Vec<(String, String)>>>;
 
     /// Whether the store answers now (readiness).
     async fn ping(&self) -> StoreResult<()>;

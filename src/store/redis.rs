@@ -383,8 +383,13 @@ impl Store for RedisStore {
         }))
     }
 
-    async fn history(&self, user: UserId, after: &str) -> StoreResult<Option<Vec<(String, String)>>> {
-        let args = vec![user.to_string(), after.to_owned()];
+    async fn history(
+        &self,
+        user: UserId,
+        after: &str,
+        max_age: std::time::Duration,
+    ) -> StoreResult<Option<Vec<(String, String)>>> {
+        let args = vec![user.to_string(), after.to_owned(), max_age.as_secs().to_string()];
         let reply = self.eval("history", Access::Read, &self.scripts.history, args).await?;
         if reply.is_null() {
             return Ok(None);

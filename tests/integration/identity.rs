@@ -385,6 +385,24 @@ async fn an_offset_older_than_the_history_asks_for_a_resync(f: Fixture) {
     );
 }
 
+/// An event older than EVENT_HISTORY_TTL is no longer resumable, even while newer events
+/// keep the user's history alive.
+async fn an_offset_older_than_the_history_ttl_asks_for_a_resync(f: Fixture) {
+    let (ana, ben) = (f.person(0, "Ana").await, f.person(1, "Ben").await);
+    let auth = |offset: Option<&str>| Some(json!({ "token": ben.token, "offset": offset }));
+    let mut phone = SioClient::connect_with(f.base(0), Mode::Websocket, auth(None)).await;
+    ring(&ana, &ben, false).await;
+    let (_, first) = phone.next_event().await;
+    let old = first["offset"].as_str().unwrap_or_default().to_owned();
+    drop(phone);
+    // The history's lifetime is 1 s: let it pass (a deadline, not a wait for something to happen).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    ring(&ana, &ben, false).await;
+    let mut back = SioClient::connect_with(f.base(1), Mode::Websocket, auth(Some(&old))).await;
+    let (name, _) = back.next_event().await;
+    assert_eq!(name, "session.resync");
+}
+
 macro_rules! on_both_stores {
     ($flags:expr; $($test:ident),* $(,)?) => {
         mod memory {
@@ -406,6 +424,11 @@ on_both_stores!(&[];
 
 mod short_history {
     on_both_stores!(&["--event-history", "3"]; an_offset_older_than_the_history_asks_for_a_resync);
+    use super::*;
+}
+
+mod short_lived_history {
+    on_both_stores!(&["--event-history-ttl", "1"]; an_offset_older_than_the_history_ttl_asks_for_a_resync);
     use super::*;
 }
 

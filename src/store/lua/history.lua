@@ -1,7 +1,12 @@
--- ARGV: userId, offset. The user's events after `offset`, as {offset, event, ...}, oldest
--- first; nil when `offset` is no longer kept (trimmed or expired) or was never an offset
--- of this user: the events after it may be lost, and the client must resync.
+-- ARGV: userId, offset, max age (s). The user's events after `offset`, as {offset, event,
+-- ...}, oldest first; nil when `offset` is no longer kept (trimmed, expired, or older than
+-- the max age) or was never an offset of this user: events after it may be lost, and the
+-- client must resync.
 local key = p .. 'history:' .. ARGV[1]
+local now = redis.call('TIME')
+local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3]) * 1000
+local ms = tonumber(ARGV[2]:match('^(%d+)%-%d+$'))
+if not ms or ms < cutoff then return nil end
 local kept = redis.pcall('XRANGE', key, ARGV[2], ARGV[2])
 if type(kept) ~= 'table' or kept.err or #kept == 0 then return nil end
 local out = {}
