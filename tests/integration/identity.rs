@@ -302,11 +302,7 @@ async fn a_reconnecting_client_receives_what_it_missed(f: Fixture) {
     let (ana, ben) = (f.person(0, "Ana").await, f.person(1, "Ben").await);
     let auth = |offset: Option<&str>| Some(json!({ "token": ben.token, "offset": offset }));
     let mut steady = SioClient::connect_with(f.base(0), Mode::Websocket, auth(None)).await;
-    let mut phone = SioClient::connect_with(f.base(0), Mode::Websocket, auth(None)).await;
-    ring(&ana, &ben, false).await;
-    let (_, first) = phone.next_event().await;
-    let last = first["offset"].as_str().expect("an offset").to_owned();
-    drop(phone);
+    let last = offset_before_leaving(&f, &ana, &ben).await;
     for n in 0..3 {
         ring(&ana, &ben, n != 1).await;
     }
@@ -355,15 +351,20 @@ async fn a_replay_racing_live_events_has_no_gap_and_no_duplicate(f: Fixture) {
     assert_eq!(strip(raced), reference, "everything after the offset, once, in order");
 }
 
+/// Connects `callee`, rings them once and leaves: the offset of that `call.started`.
+async fn offset_before_leaving(f: &Fixture, caller: &Person, callee: &Person) -> String {
+    let auth = Some(json!({ "token": callee.token }));
+    let mut phone = SioClient::connect_with(f.base(0), Mode::Websocket, auth).await;
+    ring(caller, callee, false).await;
+    let (_, first) = phone.next_event().await;
+    first["offset"].as_str().expect("an offset").to_owned()
+}
+
 /// An offset that is no longer kept, or was never one: `session.resync` first, then live.
 async fn an_offset_older_than_the_history_asks_for_a_resync(f: Fixture) {
     let (ana, ben) = (f.person(0, "Ana").await, f.person(1, "Ben").await);
     let auth = |offset: Option<&str>| Some(json!({ "token": ben.token, "offset": offset }));
-    let mut phone = SioClient::connect_with(f.base(0), Mode::Websocket, auth(None)).await;
-    ring(&ana, &ben, false).await;
-    let (_, first) = phone.next_event().await;
-    let old = first["offset"].as_str().unwrap_or_default().to_owned();
-    drop(phone);
+    let old = offset_before_leaving(&f, &ana, &ben).await;
     for _ in 0..3 {
         ring(&ana, &ben, true).await;
     }
@@ -390,28 +391,13 @@ async fn an_offset_older_than_the_history_asks_for_a_resync(f: Fixture) {
 async fn an_offset_older_than_the_history_ttl_asks_for_a_resync(f: Fixture) {
     let (ana, ben) = (f.person(0, "Ana").await, f.person(1, "Ben").await);
     let auth = |offset: Option<&str>| Some(json!({ "token": ben.token, "offset": offset }));
-    let mut phone = SioClient::connect_with(f.base(0), Mode::Websocket, auth(None)).await;
-    ring(&ana, &ben, false).await;
-    let (_, first) = phone.next_event().await;
-    let old = first["offset"].as_str().unwrap_or_default().to_owned();
-    drop(phone);
+    let old = offset_before_leaving(&f, &ana, &ben).await;
     // The history's lifetime is 1 s: let it pass (a deadline, not a wait for something to happen).
     tokio::time::sleep(Duration::from_millis(1100)).await;
     ring(&ana, &ben, false).await;
     let mut back = SioClient::connect_with(f.base(1), Mode::Websocket, auth(Some(&old))).await;
     let (name, _) = back.next_event().await;
     assert_eq!(name, "session.resync");
-}
-
-macro_rules! on_both_stores {
-    ($flags:expr; $($test:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test] async fn $test() { super::$test(super::Fixture::new(super::Backend::Memory, $flags).await).await })*
-        }
-        mod redis {
-            $(#[tokio::test] async fn $test() { super::$test(super::Fixture::new(super::Backend::Redis, $flags).await).await })*
-        }
-    };
 }
 
 on_both_stores!(&[];

@@ -401,17 +401,6 @@ async fn unanswered_calls_are_missed_and_long_calls_expire(mut f: Fixture) {
     assert!(ms(&call["endTime"]) - ms(&call["answerTime"]) >= 2000, "{call}");
 }
 
-macro_rules! on_both_stores {
-    ($flags:expr; $($test:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test] async fn $test() { super::$test(super::Fixture::new(super::Backend::Memory, $flags).await).await })*
-        }
-        mod redis {
-            $(#[tokio::test] async fn $test() { super::$test(super::Fixture::new(super::Backend::Redis, $flags).await).await })*
-        }
-    };
-}
-
 on_both_stores!(&[];
     accepting_then_ending_completes_the_call,
     declining_ends_the_call_with_its_reason,

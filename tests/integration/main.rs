@@ -1,5 +1,8 @@
 //! Integration tests: the real app over real sockets, against a real Redis.
 
+#[macro_use]
+mod support;
+
 mod abuse;
 mod atomic_events;
 mod binary;
@@ -10,5 +13,4 @@ mod identity;
 mod lifecycle;
 mod local_cluster;
 mod outage;
-mod support;
 mod telemetry;

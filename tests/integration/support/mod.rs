@@ -1,6 +1,20 @@
 //! What every integration test stands on: a real `redis-server` per test, real replicas of
 //! the app on loopback, real Socket.IO clients (the reference npm client), plain HTTP.
 
+/// Runs each test function `$test(Fixture)` of the calling module twice: on the embedded
+/// store and on Redis, with extra replica flags; the module defines `Fixture::new(Backend,
+/// flags)` and `Backend::{Memory, Redis}`.
+macro_rules! on_both_stores {
+    ($flags:expr; $($test:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test] async fn $test() { super::$test(super::Fixture::new(super::Backend::Memory, $flags).await).await })*
+        }
+        mod redis {
+            $(#[tokio::test] async fn $test() { super::$test(super::Fixture::new(super::Backend::Redis, $flags).await).await })*
+        }
+    };
+}
+
 mod app;
 mod client;
 mod redis;
