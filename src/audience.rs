@@ -89,9 +89,11 @@ impl Audiences {
         let audiences = self.clone();
         let connected = async move |socket: SocketRef, TryData(auth): TryData<Credentials>| {
             let auth = auth.ok();
-            if let Ok(actor) = actor(&service, auth.as_ref()).await {
-                let offset = auth.and_then(|a| a.offset);
-                audiences.join(socket, actor, offset, &service).await;
+            match actor(&service, auth.as_ref()).await {
+                Ok(actor) => audiences.join(socket, actor, auth.and_then(|a| a.offset), &service).await,
+                // Checked a moment ago by the middleware; a connection that cannot be placed
+                // in its audience is closed rather than left hearing only part of its events.
+                Err(_) => drop(socket.disconnect()),
             }
         };
         io.ns("/", connected.with(authenticate));
