@@ -262,7 +262,8 @@ const REQUEST_ID: &str = "x-request-id";
 fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
     let layer = CorsLayer::new().expose_headers([HeaderName::from_static(REQUEST_ID)]);
     if origins.iter().any(|o| o.trim() == "*") {
-        return Ok(layer.allow_origin(Any).allow_methods(Any).allow_headers(Any));
+        // Headers mirrored rather than `*`: a wildcard does not cover `Authorization`.
+        return Ok(layer.allow_origin(Any).allow_methods(Any).allow_headers(AllowHeaders::mirror_request()));
     }
     let list = origins
         .iter()

@@ -14,7 +14,7 @@ use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::Sid;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// What a client sends in the connect packet: `io(url, { auth: { token, offset } })`.
 #[derive(Deserialize)]
@@ -42,8 +42,7 @@ struct Payload<'a> {
     offset: Option<&'a str>,
 }
 
-/// One connection of a user: the last offset it was sent, and while it replays its missed
-/// events, the live ones that arrive meanwhile.
+/// One connection of a user, and where it is in the user's history.
 struct Conn {
     socket: SocketRef,
     cursor: Mutex<Cursor>,
@@ -51,9 +50,13 @@ struct Conn {
 
 #[derive(Default)]
 struct Cursor {
+    /// The offset of the last event this connection was sent.
     last: Option<Offset>,
-    /// `Some` while replaying: live events held back until the replay is sent.
+    /// `Some` while a catch-up from the history is being sent: live events wait here.
     held: Option<Vec<(Offset, &'static str, String)>>,
+    /// A send failed (the socket's buffer was full): the next event starts a catch-up
+    /// instead, so nothing is skipped while the history keeps it.
+    behind: bool,
 }
 
 impl Conn {
@@ -61,13 +64,18 @@ impl Conn {
         self.cursor.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Sends an event at `offset` unless the connection already has it.
-    fn send(&self, cursor: &mut Cursor, name: &'static str, offset: Offset, data: &str) {
+    /// Sends an event at `offset` unless the connection already has it; `false` when the
+    /// socket could not take it (the connection is then behind).
+    fn send(&self, cursor: &mut Cursor, name: &'static str, offset: Offset, data: &str) -> bool {
         if cursor.last.is_some_and(|last| offset <= last) {
-            return;
+            return true;
+        }
+        if !emit(&self.socket, name, data, Some(&offset.to_string())) {
+            cursor.behind = true;
+            return false;
         }
         cursor.last = Some(offset);
-        emit(&self.socket, name, data, Some(&offset.to_string()));
+        true
     }
 }
 
@@ -76,47 +84,55 @@ impl Conn {
 pub struct Audiences {
     users: Mutex<HashMap<UserId, Vec<Arc<Conn>>>>,
     servers: Mutex<Vec<SocketRef>>,
+    /// Reads the histories that connections catch up from.
+    service: OnceLock<Arc<Service>>,
 }
 
 impl Audiences {
-    /// Serves the default namespace: tokens checked before the socket connects, then the
-    /// connection registered for its audiences (and its missed events replayed).
+    /// Serves the default namespace: the token (and its user) checked before the socket
+    /// connects, then the connection placed in its audience at once, before anything else
+    /// can be emitted, and its missed events replayed when it gave an offset.
     pub fn serve(self: &Arc<Self>, io: &SocketIo, service: Arc<Service>) {
         let check = service.clone();
+        let _ = self.service.set(service.clone());
         let authenticate = async move |TryData(auth): TryData<Credentials>| -> Result<(), Refused> {
-            actor(&check, auth.ok().as_ref()).await.map(drop)
+            let token = auth.ok().and_then(|a| a.token).ok_or(Refused::Unauthorized)?;
+            match check.authenticate(&token).await {
+                Ok(_) => Ok(()),
+                Err(service::Error::Unavailable(_)) => Err(Refused::Unavailable),
+                Err(_) => Err(Refused::Unauthorized),
+            }
         };
         let audiences = self.clone();
         let connected = async move |socket: SocketRef, TryData(auth): TryData<Credentials>| {
             let auth = auth.ok();
-            match actor(&service, auth.as_ref()).await {
-                Ok(actor) => audiences.join(socket, actor, auth.and_then(|a| a.offset), &service).await,
-                // Checked a moment ago by the middleware; a connection that cannot be placed
-                // in its audience is closed rather than left hearing only part of its events.
-                Err(_) => drop(socket.disconnect()),
+            // Verified a moment ago by the middleware, user included: the signature suffices.
+            match auth.as_ref().and_then(|a| service.verify(a.token.as_deref()?).ok()) {
+                Some(actor) => audiences.join(socket, actor, auth.and_then(|a| a.offset)).await,
+                None => drop(socket.disconnect()),
             }
         };
         io.ns("/", connected.with(authenticate));
     }
 
-    async fn join(self: &Arc<Self>, socket: SocketRef, actor: Actor, offset: Option<String>, service: &Service) {
-        let user = match actor {
-            Actor::User(user) => user,
-            Actor::Server | Actor::Anyone => {
-                self.servers.lock().unwrap_or_else(|p| p.into_inner()).push(socket.clone());
-                let (audiences, sid) = (self.clone(), socket.id);
-                socket.on_disconnect(async move || audiences.servers_lock().retain(|s| s.id != sid));
-                return;
-            }
+    async fn join(self: &Arc<Self>, socket: SocketRef, actor: Actor, offset: Option<String>) {
+        let sid = socket.id;
+        let Actor::User(user) = actor else {
+            self.servers_lock().push(socket.clone());
+            let audiences = self.clone();
+            socket.on_disconnect(async move || audiences.servers_lock().retain(|s| s.id != sid));
+            return;
         };
         let held = offset.is_some().then(Vec::new);
-        let conn = Arc::new(Conn { socket: socket.clone(), cursor: Mutex::new(Cursor { last: None, held }) });
-        let sid = socket.id;
+        let conn = Arc::new(Conn { socket: socket.clone(), cursor: Mutex::new(Cursor { held, ..Cursor::default() }) });
         self.users_lock().entry(user).or_default().push(conn.clone());
         let audiences = self.clone();
         socket.on_disconnect(async move || audiences.leave(user, sid));
+        if !socket.connected() {
+            return self.leave(user, sid);
+        }
         if let Some(offset) = offset {
-            replay(&conn, service, user, &offset).await;
+            self.catch_up(&conn, user, Some(offset)).await;
         }
     }
 
@@ -140,7 +156,7 @@ impl Audiences {
 
     /// Emits an addressed event to its users' connections here, each with its own offset,
     /// and to the server connections; `false` when it is addressed to everyone.
-    pub fn deliver(&self, name: &'static str, incoming: &Incoming<'_>) -> bool {
+    pub fn deliver(self: &Arc<Self>, name: &'static str, incoming: &Incoming<'_>) -> bool {
         let Some(to) = &incoming.to else {
             return false;
         };
@@ -152,9 +168,16 @@ impl Audiences {
             let conns = self.users_lock().get(&user).cloned().unwrap_or_default();
             for conn in conns {
                 let mut cursor = conn.cursor();
-                match &mut cursor.held {
-                    Some(held) => held.push((offset, name, data.to_owned())),
-                    None => conn.send(&mut cursor, name, offset, data),
+                if let Some(held) = &mut cursor.held {
+                    held.push((offset, name, data.to_owned()));
+                } else if cursor.behind {
+                    cursor.held = Some(vec![(offset, name, data.to_owned())]);
+                    let from = cursor.last.map(|o| o.to_string());
+                    drop(cursor);
+                    let audiences = self.clone();
+                    tokio::spawn(async move { audiences.catch_up(&conn, user, from).await });
+                } else {
+                    conn.send(&mut cursor, name, offset, data);
                 }
             }
         }
@@ -163,49 +186,51 @@ impl Audiences {
         }
         true
     }
-}
 
-/// Who the credentials speak for.
-async fn actor(service: &Service, auth: Option<&Credentials>) -> Result<Actor, Refused> {
-    let token = auth.and_then(|a| a.token.as_deref()).ok_or(Refused::Unauthorized)?;
-    match service.authenticate(token).await {
-        Ok(actor) => Ok(actor),
-        Err(service::Error::Unavailable(_)) => Err(Refused::Unavailable),
-        Err(_) => Err(Refused::Unauthorized),
-    }
-}
-
-/// Sends what the user missed after `offset` (or `session.resync` when that cannot be
-/// known), then what arrived live meanwhile, then lets live events through.
-async fn replay(conn: &Conn, service: &Service, user: UserId, offset: &str) {
-    let missed = service.missed(user, offset).await;
-    let mut cursor = conn.cursor();
-    match missed {
-        Ok(Some(events)) => {
-            cursor.last = Offset::parse(offset);
-            for (at, event) in events {
-                let (Some(at), Ok(event)) = (Offset::parse(&at), serde_json::from_str::<Incoming<'_>>(&event)) else {
-                    continue;
-                };
-                if let Some(name) = Event::known_name(event.event) {
-                    conn.send(&mut cursor, name, at, event.data.get());
+    /// Sends what the connection missed after `from` (or `session.resync` when that cannot
+    /// be known), then what arrived live meanwhile, then lets live events through again.
+    async fn catch_up(&self, conn: &Conn, user: UserId, from: Option<String>) {
+        let missed = match (&from, self.service.get()) {
+            (Some(from), Some(service)) => service.missed(user, from).await,
+            _ => Ok(None),
+        };
+        let mut cursor = conn.cursor();
+        cursor.behind = false;
+        match missed {
+            Ok(Some(events)) => {
+                cursor.last = cursor.last.or_else(|| from.as_deref().and_then(Offset::parse));
+                for (at, event) in events {
+                    let (Some(at), Ok(event)) = (Offset::parse(&at), serde_json::from_str::<Incoming<'_>>(&event))
+                    else {
+                        continue;
+                    };
+                    let Some(name) = Event::known_name(event.event) else { continue };
+                    if !conn.send(&mut cursor, name, at, event.data.get()) {
+                        break;
+                    }
                 }
             }
+            // Gone, unknown, or unreadable now: the client reloads its state instead.
+            Ok(None) | Err(_) => {
+                emit(&conn.socket, "session.resync", "{}", None);
+            }
         }
-        // Gone, unknown, or unreadable now: the client reloads its state instead.
-        Ok(None) | Err(_) => emit(&conn.socket, "session.resync", "{}", None),
-    }
-    for (at, name, data) in cursor.held.take().unwrap_or_default() {
-        conn.send(&mut cursor, name, at, &data);
+        for (at, name, data) in cursor.held.take().unwrap_or_default() {
+            if cursor.behind || !conn.send(&mut cursor, name, at, &data) {
+                break;
+            }
+        }
     }
 }
 
-fn emit(socket: &SocketRef, name: &str, data: &str, offset: Option<&str>) {
+/// Emits one event to one socket; `false` (and counted as dropped) when its buffer is full.
+fn emit(socket: &SocketRef, name: &str, data: &str, offset: Option<&str>) -> bool {
     let Ok(data) = RawValue::from_string(data.to_owned()) else {
-        return;
+        return true;
     };
-    if socket.emit(name, &Payload { data: &data, offset }).is_err() {
-        // A socket whose buffer is full (a client that does not keep up) misses the event.
+    let sent = socket.emit(name, &Payload { data: &data, offset }).is_ok();
+    if !sent {
         metrics::events_dropped(1);
     }
+    sent
 }

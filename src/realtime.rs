@@ -141,7 +141,7 @@ pub fn spawn_relay(bus: &dyn EventBus, io: SocketIo, audiences: Option<Arc<Audie
     tokio::spawn(async move {
         while let Some(delivery) = deliveries.next().await {
             match delivery {
-                Delivery::Message(text) => emit(&io, &text, audiences.as_deref()).await,
+                Delivery::Message(text) => emit(&io, &text, audiences.as_ref()).await,
                 Delivery::Lagged(n) => {
                     metrics::events_dropped(n);
                     tracing::warn!(events = n, "relay fell behind the bus; events were dropped");
@@ -151,7 +151,7 @@ pub fn spawn_relay(bus: &dyn EventBus, io: SocketIo, audiences: Option<Arc<Audie
     })
 }
 
-async fn emit(io: &SocketIo, text: &str, audiences: Option<&Audiences>) {
+async fn emit(io: &SocketIo, text: &str, audiences: Option<&Arc<Audiences>>) {
     let incoming: Incoming<'_> = match serde_json::from_str(text) {
         Ok(incoming) => incoming,
         Err(e) => return tracing::warn!(error = %e, "ignoring an undecodable bus message"),

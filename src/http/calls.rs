@@ -128,13 +128,13 @@ pub async fn get(actor: Actor, State(app): State<AppState>, id: PathId) -> Resul
 /// The callee answers a ringing call, announced with `call.accepted`; accepting an
 /// accepted call returns it as it is and announces nothing.
 #[utoipa::path(operation_id = "acceptCall", security((), ("bearer" = [])), post, path = "/calls/{id}/accept", tag = "calls", params(("id" = String, Path, description = "The call's id")),
-    request_body = Acceptance,
+    request_body(content = Option<Acceptance>, description = "Who answers: the callee (with AUTH=token, no body answers as the token's user)"),
     responses((status = 200, description = "The accepted call, with the callee's LiveKit token", body = CallWithToken), AcceptProblems))]
 pub async fn accept(
     actor: Actor,
     State(app): State<AppState>,
     id: PathId,
-    Body(Acceptance { user_id }): Body<Acceptance>,
+    OptionalBody(Acceptance { user_id }): OptionalBody<Acceptance>,
 ) -> Result<Json<CallWithToken>, ApiError> {
     let (call, grant) = app.service.accept_call(actor, call_id(&id)?, user_id).await?;
     Ok(CallWithToken::new(call, grant))
@@ -143,13 +143,13 @@ pub async fn accept(
 /// The callee declines a ringing call: `call.declined`, then `call.ended`. Declining an
 /// ended call returns it as it is and announces nothing.
 #[utoipa::path(operation_id = "declineCall", security((), ("bearer" = [])), post, path = "/calls/{id}/decline", tag = "calls", params(("id" = String, Path, description = "The call's id")),
-    request_body = Refusal,
+    request_body(content = Option<Refusal>, description = "Who declines, and why (with AUTH=token, no body declines as the token's user)"),
     responses((status = 200, description = "The declined call", body = Call), DeclineProblems))]
 pub async fn decline(
     actor: Actor,
     State(app): State<AppState>,
     id: PathId,
-    Body(Refusal { user_id, reason }): Body<Refusal>,
+    OptionalBody(Refusal { user_id, reason }): OptionalBody<Refusal>,
 ) -> Result<Json<Call>, ApiError> {
     Ok(Json(app.service.decline_call(actor, call_id(&id)?, user_id, reason).await?))
 }

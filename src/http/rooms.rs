@@ -1,6 +1,6 @@
 //! `/rooms`
 
-use super::extract::{Body, Fields, FromFields, Limit, PathId};
+use super::extract::{Body, Fields, FromFields, Limit, OptionalBody, PathId};
 use super::openapi::{JoinProblems, ListProblems, NewRoomProblems, RoomProblems};
 use super::{ApiError, AppState};
 use crate::domain::{Actor, Name, Room, RoomId, RoomName, UserId};
@@ -79,13 +79,13 @@ pub async fn get(_: Actor, State(app): State<AppState>, id: PathId) -> Result<Js
 /// Adds a user to a room's participants (once) and announces it with `room.joined`, on
 /// every join.
 #[utoipa::path(operation_id = "joinRoom", security((), ("bearer" = [])), post, path = "/rooms/{id}/join", tag = "rooms", params(("id" = String, Path, description = "The room's id")),
-    request_body = Joining,
+    request_body(content = Option<Joining>, description = "Who joins (with AUTH=token, no body joins as the token's user)"),
     responses((status = 200, description = "The join, with a LiveKit token", body = JoinResult), JoinProblems))]
 pub async fn join(
     actor: Actor,
     State(app): State<AppState>,
     id: PathId,
-    Body(Joining { user_id }): Body<Joining>,
+    OptionalBody(Joining { user_id }): OptionalBody<Joining>,
 ) -> Result<Json<JoinResult>, ApiError> {
     let room = room_id(&id)?;
     let joined = app.service.join_room(actor, room, user_id).await?;

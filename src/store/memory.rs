@@ -63,7 +63,10 @@ impl State {
                 }
                 history.last = history.last.next(ms);
                 history.entries.push_back((history.last, body.to_owned()));
-                while history.entries.len() > max as usize {
+                let oldest_kept = ms.saturating_sub(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+                while history.entries.len() > max as usize
+                    || history.entries.front().is_some_and(|(offset, _)| offset.0 < oldest_kept)
+                {
                     history.entries.pop_front();
                 }
                 history.expires = now + ttl.max(Duration::from_secs(1));

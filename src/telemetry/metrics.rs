@@ -1,9 +1,12 @@
 //! Every metric the service exports, declared in one place: names with units, help
 //! texts, explicit buckets, and labels of bounded cardinality only (never ids).
 
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, OnceLock, RwLock};
 use std::time::Duration;
 
 const HTTP_REQUESTS: &str = "switchboard_http_requests_total";
@@ -142,10 +145,36 @@ fn zero() {
     gauge!(HTTP_IN_FLIGHT).set(0.0);
 }
 
+/// The request counter and duration histogram of one (method, route template, status).
+struct HttpSeries {
+    requests: Counter,
+    duration: Histogram,
+}
+
+/// Series are registered once per label set and then found here, so that a request does
+/// not build owned labels and a registry key (the label sets are bounded: route templates,
+/// methods, statuses).
+type HttpKey = (&'static str, &'static str, u16);
+
+static HTTP_SERIES: LazyLock<RwLock<HashMap<HttpKey, HttpSeries>>> = LazyLock::new(Default::default);
+
 pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let seconds = elapsed.as_secs_f64();
+    {
+        let series = HTTP_SERIES.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(s) = series.get(&(method, route, status)) {
+            s.requests.increment(1);
+            s.duration.record(seconds);
+            return;
+        }
+    }
     let labels = [("method", method.to_owned()), ("route", route.to_owned()), ("status", status.to_string())];
-    counter!(HTTP_REQUESTS, &labels).increment(1);
-    histogram!(HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
+    let s = HttpSeries { requests: counter!(HTTP_REQUESTS, &labels), duration: histogram!(HTTP_DURATION, &labels) };
+    s.requests.increment(1);
+    s.duration.record(seconds);
+    // Leaked once per label set: a handful of bytes for each route × method × status seen.
+    let key: HttpKey = (Box::leak(method.into()), Box::leak(route.into()), status);
+    HTTP_SERIES.write().unwrap_or_else(|poisoned| poisoned.into_inner()).entry(key).or_insert(s);
 }
 
 /// A connection refused because the replica was at MAX_CONNECTIONS.

@@ -108,6 +108,17 @@ async fn rest_needs_a_token_and_acts_as_its_user(f: Fixture) {
     for open in ["/healthz", "/readyz", "/metrics"] {
         assert_eq!(anonymous.get(open).await.0, StatusCode::OK, "{open}");
     }
+    // A browser on another origin may send the token: the preflight allows `Authorization`.
+    let preflight = anonymous
+        .raw(Method::OPTIONS, "/calls")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization,content-type")
+        .send()
+        .await
+        .expect("sent");
+    let allowed = preflight.headers().get("access-control-allow-headers").and_then(|v| v.to_str().ok());
+    assert!(allowed.is_some_and(|h| h.to_ascii_lowercase().contains("authorization")), "{allowed:?}");
 
     let (status, call) = ana.api.post("/calls", json!({ "toUserId": ben.id })).await;
     assert_eq!((status, call["fromUserId"].as_str()), (StatusCode::CREATED, Some(ana.id.as_str())), "{call}");
@@ -122,8 +133,10 @@ async fn rest_needs_a_token_and_acts_as_its_user(f: Fixture) {
     }
     let (status, body) = ben.api.post(&format!("{path}/accept"), json!({ "userId": ana.id })).await;
     assert_problem(status, &body, 403, "forbidden");
-    let (status, accepted) = ben.api.post(&format!("{path}/accept"), json!({})).await;
-    assert_eq!((status, accepted["status"].as_str()), (StatusCode::OK, Some("accepted")), "{accepted}");
+    let res = ben.api.raw(Method::POST, &format!("{path}/accept")).send().await.expect("sent");
+    assert_eq!(res.status(), StatusCode::OK, "no body: the token's user answers");
+    let accepted: Value = res.json().await.expect("json");
+    assert_eq!(accepted["status"], "accepted", "{accepted}");
     let (status, body) = eve.api.post("/livekit/token", json!({ "roomName": call["roomName"] })).await;
     assert_problem(status, &body, 403, "not_a_participant");
     let (status, body) =

@@ -13,8 +13,8 @@ end
 -- Publishes a change's event in the same atomic step as the change: no change without
 -- its event, no event without its change, whatever happens to the caller. An addressed
 -- event (AUTH=token) comes as '#<users>|<max>|<ttl>\n<event>' (events::envelope): it is
--- appended to each user's history (a stream trimmed to max entries, expiring ttl seconds
--- after its last event) and published with "to": {user: offset}; '@' stands for
+-- appended to each user's history (a stream trimmed to max entries and to its last ttl
+-- seconds, expiring ttl seconds after its last event) and published with "to": {user: offset}; '@' stands for
 -- `participants`.
 local function emit(message, participants)
   if message:byte(1) ~= 35 then
@@ -31,6 +31,9 @@ local function emit(message, participants)
   for i, user in ipairs(list) do
     local key = p .. 'history:' .. user
     local offset = redis.call('XADD', key, 'MAXLEN', max, '*', 'e', body)
+    -- Entries older than ttl go too: an active user's stream would otherwise keep them.
+    local ms = tonumber(offset:match('^(%d+)'))
+    redis.call('XTRIM', key, 'MINID', tostring(ms - tonumber(ttl) * 1000))
     redis.call('EXPIRE', key, ttl)
     to[i] = '"' .. user .. '":"' .. offset .. '"'
   end
