@@ -23,19 +23,31 @@
 // LIFECYCLE=0 runs the v1 journey instead, for servers without the lifecycle (the Node
 // baseline): users, call, the callee's POST /livekit/token, POST /calls/:id/end, room, join.
 //
+// AUTH=token runs the same journeys against a server with AUTH=token (API contract, section
+// 8): each registration returns the user's token, and every other request carries the token
+// of the user acting (Authorization: Bearer): the caller places, ends and cancels the call
+// and creates and joins the room, the callee accepts, declines and fetches LiveKit tokens.
+// Fields that name the actor (fromUserId, userId) are omitted on even iterations (the server
+// takes the token's user) and name the token's own user on odd ones. setup() registers one
+// more user, an outsider: in the missed journey it must get 404 call_not_found for the call
+// and 403 forbidden for the callee's list of calls (calls are private to their two parties).
+// setup() also checks that the server runs the mode AUTH names (GET /users: 401 without a
+// token in token mode), so a mismatch fails at once rather than as 401s.
+//
 //   k6 run loadtest/rest.js                               # against http://127.0.0.1:3000
 //   BASE_URL=http://127.0.0.1:3100 RATE=50 DURATION=1m k6 run loadtest/rest.js
 //   RING_TIMEOUT_S=3 k6 run loadtest/rest.js              # server: --call-ring-timeout 3
 //   LIFECYCLE=0 BASE_URL=http://127.0.0.1:3200 k6 run loadtest/rest.js   # a v1 server
+//   AUTH=token k6 run loadtest/rest.js                    # server: --auth token
 //
 // Environment: BASE_URL (default http://127.0.0.1:3000), RATE (journeys/s, 10), DURATION
 // (30s), VUS (pre-allocated VUs, 20), MAX_VUS (200), P95_MS (100), P99_MS (250),
 // TIMING_THRESHOLDS (1; 0 keeps only the error thresholds, as the smoke test does),
 // LIFECYCLE (1; 0: the v1 journey), MIX (kind:weight,… default
 // completed:4,declined:1,busy:1,cancelled:2,missed:2), RING_TIMEOUT_S (unset: missed calls
-// are not checked). A missed journey that waits holds its VU for RING_TIMEOUT_S + 2 s: at
-// RATE r, r × share(missed) × (RING_TIMEOUT_S + 2) more VUs are busy, which the defaults of
-// VUS and MAX_VUS then add.
+// are not checked), AUTH (open; token: bearer tokens as above). A missed journey that waits
+// holds its VU for RING_TIMEOUT_S + 2 s: at RATE r, r × share(missed) × (RING_TIMEOUT_S + 2)
+// more VUs are busy, which the defaults of VUS and MAX_VUS then add.
 import http from 'k6/http';
 import encoding from 'k6/encoding';
 import exec from 'k6/execution';
@@ -51,6 +63,12 @@ const TIMING = __ENV.TIMING_THRESHOLDS !== '0';
 const LIFECYCLE = __ENV.LIFECYCLE !== '0';
 const RING_TIMEOUT_S = __ENV.RING_TIMEOUT_S ? Number(__ENV.RING_TIMEOUT_S) : 0;
 const KINDS = ['completed', 'declined', 'busy', 'cancelled', 'missed'];
+const AUTH = __ENV.AUTH || 'open';
+const TOKEN_MODE = AUTH === 'token';
+
+if (!['open', 'token'].includes(AUTH)) {
+  throw new Error(`AUTH must be open or token, not ${AUTH}`);
+}
 
 if (!(RING_TIMEOUT_S >= 0) || !Number.isFinite(RING_TIMEOUT_S)) {
   throw new Error(`RING_TIMEOUT_S must be a number of seconds, not ${__ENV.RING_TIMEOUT_S}`);
@@ -119,14 +137,32 @@ export const options = {
 
 const JSON_HEADERS = { 'Content-Type': 'application/json' };
 /** Non-2xx statuses a journey asks for on purpose must not count in http_req_failed. */
-const EXPECTED = Object.fromEntries([404, 409].map((s) => [s, http.expectedStatuses(s)]));
+const EXPECTED = Object.fromEntries([401, 403, 404, 409].map((s) => [s, http.expectedStatuses(s)]));
+
+/** Headers of a request acting as the user whose token this is (none: AUTH=open). */
+function headers(token) {
+  return token ? { ...JSON_HEADERS, Authorization: `Bearer ${token}` } : JSON_HEADERS;
+}
 
 /**
- * Sends a request, tagged with the route template so per-endpoint figures stay readable;
- * checks the status and stops the iteration on any other. Returns the parsed body.
+ * The body with the field that names the actor (fromUserId, userId): always in open mode; in
+ * token mode omitted on even iterations (the server takes the token's user) and naming the
+ * token's own user on odd ones.
  */
-function request(method, path, body, name, expected) {
-  const params = { headers: JSON_HEADERS, tags: { name } };
+function actor(body, field, user) {
+  if (!TOKEN_MODE || __ITER % 2 === 1) return { ...body, [field]: user.id };
+  return body;
+}
+
+/**
+ * Sends a request, tagged with the route template so per-endpoint figures stay readable,
+ * as the user whose token `as` is (a user from POST /users, or a token string; ignored with
+ * AUTH=open); checks the status and stops the iteration on any other. Returns the parsed
+ * body.
+ */
+function request(method, path, body, name, expected, as) {
+  const token = TOKEN_MODE && as ? (typeof as === 'string' ? as : as.token) : undefined;
+  const params = { headers: headers(token), tags: { name } };
   if (EXPECTED[expected]) params.responseCallback = EXPECTED[expected];
   const payload = body === undefined ? null : JSON.stringify(body);
   const res = http.request(method, `${BASE_URL}${path}`, payload, params);
@@ -136,8 +172,8 @@ function request(method, path, body, name, expected) {
   }
   return res.json();
 }
-const post = (path, body, name, expected) => request('POST', path, body, name, expected);
-const get = (path, name) => request('GET', path, undefined, name, 200);
+const post = (path, body, name, expected, as) => request('POST', path, body, name, expected, as);
+const get = (path, name, as, expected = 200) => request('GET', path, undefined, name, expected, as);
 
 /** The `sub` (identity) of a LiveKit token, or undefined if it is not a JWT. */
 function tokenSubject(token) {
@@ -150,12 +186,44 @@ function tokenSubject(token) {
 
 const isTime = (v) => typeof v === 'string' && !Number.isNaN(Date.parse(v));
 
-/** A v2 server answers an unknown call's accept with 404 call_not_found; a v1 one has no route. */
+/**
+ * The server runs the mode AUTH names (token: GET /users is 401 without a token); in token
+ * mode, registers the outsider. A v2 server answers an unknown call's accept with 404
+ * call_not_found; a v1 one has no route. Returns { outsider } (token mode).
+ */
 export function setup() {
-  if (!LIFECYCLE) return;
+  const anonymous = http.get(`${BASE_URL}/users?limit=1`, {
+    tags: { name: 'setup: GET /users without a token' },
+    // Whatever it answers, it is a probe, not a failure.
+    responseCallback: http.expectedStatuses({ min: 100, max: 599 }),
+  });
+  if (TOKEN_MODE && anonymous.status !== 401) {
+    fail(
+      `AUTH=token, but ${BASE_URL} answers GET /users without a token with ${anonymous.status}, ` +
+        'not 401: start it with --auth token (AUTH=token), or run without AUTH=token',
+    );
+  }
+  if (!TOKEN_MODE && anonymous.status === 401) {
+    fail(`${BASE_URL} wants a bearer token (AUTH=token on the server): run with AUTH=token`);
+  }
+  const data = {};
+  if (TOKEN_MODE) {
+    const res = http.post(`${BASE_URL}/users`, JSON.stringify({ name: 'outsider' }), {
+      headers: JSON_HEADERS,
+      tags: { name: 'setup: POST /users' },
+    });
+    const outsider = res.status === 201 ? res.json() : {};
+    if (typeof outsider.token !== 'string' || !isTime(outsider.tokenExpiresAt)) {
+      fail(`POST /users in token mode: ${res.status}, no token: ${String(res.body).slice(0, 200)}`);
+    }
+    data.outsider = outsider;
+  }
+  if (!LIFECYCLE) return data;
   const id = '00000000-0000-4000-8000-000000000000';
-  const res = http.post(`${BASE_URL}/calls/${id}/accept`, JSON.stringify({ userId: id }), {
-    headers: JSON_HEADERS,
+  // Token mode: as the outsider, without the userId (it defaults to the token's user).
+  const body = TOKEN_MODE ? {} : { userId: id };
+  const res = http.post(`${BASE_URL}/calls/${id}/accept`, JSON.stringify(body), {
+    headers: headers(data.outsider && data.outsider.token),
     tags: { name: 'setup: probe /calls/:id/accept' },
     responseCallback: EXPECTED[404],
   });
@@ -168,16 +236,34 @@ export function setup() {
   if (res.status !== 404 || code !== 'call_not_found') {
     fail(`${BASE_URL} has no call lifecycle (probe: ${res.status} ${code}): run with LIFECYCLE=0`);
   }
+  return data;
 }
 
-export default function () {
+/** Registers a user; in token mode, its token comes with it. */
+function register(name) {
+  const user = post('/users', { name }, 'POST /users', 201);
+  if (TOKEN_MODE) {
+    check(user, {
+      'registration returns a token': (u) => typeof u.token === 'string' && isTime(u.tokenExpiresAt),
+    });
+  }
+  return user;
+}
+
+export default function (data) {
   const started = Date.now();
   const n = exec.scenario.iterationInTest;
   const tag = `${__VU}-${__ITER}`;
-  const caller = post('/users', { name: `caller ${tag}` }, 'POST /users', 201);
-  const callee = post('/users', { name: `callee ${tag}` }, 'POST /users', 201);
+  const caller = register(`caller ${tag}`);
+  const callee = register(`callee ${tag}`);
 
-  const call = post('/calls', { fromUserId: caller.id, toUserId: callee.id }, 'POST /calls', 201);
+  const call = post(
+    '/calls',
+    actor({ toUserId: callee.id }, 'fromUserId', caller),
+    'POST /calls',
+    201,
+    caller,
+  );
   const callStarted = Date.now();
   check(call, {
     'call has a caller token': (c) => typeof c.token === 'string' && c.token.length > 0,
@@ -186,24 +272,30 @@ export default function () {
 
   const kind = LIFECYCLE ? MIX[n % MIX.length] : 'v1';
   if (kind === 'v1') {
-    v1Call(call, callee);
+    v1Call(call, caller, callee);
   } else {
     check(call, {
       'new call has no answerTime, endReason, endedBy': (c) =>
         c.answerTime === null && c.endReason === null && c.endedBy === null && c.endTime === null,
     });
-    LIFECYCLE_JOURNEYS[kind](call, caller, callee, n);
+    LIFECYCLE_JOURNEYS[kind](call, caller, callee, n, data && data.outsider);
   }
 
-  const room = post('/rooms', { name: `room ${tag}` }, 'POST /rooms', 201);
-  const joined = post(`/rooms/${room.id}/join`, { userId: caller.id }, 'POST /rooms/:id/join', 200);
+  const room = post('/rooms', { name: `room ${tag}` }, 'POST /rooms', 201, caller);
+  const joined = post(
+    `/rooms/${room.id}/join`,
+    actor({}, 'userId', caller),
+    'POST /rooms/:id/join',
+    200,
+    caller,
+  );
   check(joined, { 'joined user is a participant': (j) => j.room.participants.includes(caller.id) });
 
   journey.add(Date.now() - started);
 
   if (kind === 'missed') {
     if (RING_TIMEOUT_S > 0) {
-      checkMissed(call, callStarted);
+      checkMissed(call, caller, callStarted);
     } else {
       leftRinging.add(1);
     }
@@ -211,17 +303,18 @@ export default function () {
 }
 
 /** The v1 journey's call: the callee's token, then the end. */
-function v1Call(call, callee) {
+function v1Call(call, caller, callee) {
   // The incoming-call flow: the callee asks for its own token for the call's room.
   const token = post(
     '/livekit/token',
-    { roomName: call.roomName, userId: callee.id },
+    actor({ roomName: call.roomName }, 'userId', callee),
     'POST /livekit/token',
     200,
+    callee,
   );
   check(token, { 'token is for the callee': (t) => t.identity === callee.id });
 
-  const ended = post(`/calls/${call.id}/end`, undefined, 'POST /calls/:id/end', 200);
+  const ended = post(`/calls/${call.id}/end`, undefined, 'POST /calls/:id/end', 200, caller);
   check(ended, { 'call is ended': (c) => c.status === 'ended' });
 }
 
@@ -231,9 +324,10 @@ const LIFECYCLE_JOURNEYS = {
     if (Math.floor(n / MIX.length) % 2 === 0) {
       const accepted = post(
         `/calls/${call.id}/accept`,
-        { userId: callee.id },
+        actor({}, 'userId', callee),
         'POST /calls/:id/accept',
         200,
+        callee,
       );
       check(accepted, {
         'accept: call is accepted': (c) =>
@@ -244,18 +338,19 @@ const LIFECYCLE_JOURNEYS = {
     } else {
       const token = post(
         '/livekit/token',
-        { roomName: call.roomName, userId: callee.id },
+        actor({ roomName: call.roomName }, 'userId', callee),
         'POST /livekit/token',
         200,
+        callee,
       );
       check(token, { 'token is for the callee': (t) => t.identity === callee.id });
-      const got = get(`/calls/${call.id}`, 'GET /calls/:id');
+      const got = get(`/calls/${call.id}`, 'GET /calls/:id', callee);
       check(got, {
         "callee's token accepted the call": (c) => c.status === 'accepted' && isTime(c.answerTime),
       });
     }
 
-    const listed = get(`/calls?status=accepted&userId=${callee.id}`, 'GET /calls?status=accepted');
+    const listed = get(`/calls?status=accepted&userId=${callee.id}`, 'GET /calls?status=accepted', callee);
     check(listed, {
       'accepted call is listed as accepted': (l) =>
         Array.isArray(l) && l.length === 1 && l[0].id === call.id && l[0].status === 'accepted',
@@ -264,13 +359,20 @@ const LIFECYCLE_JOURNEYS = {
     // Joining (again) after the answer: the callee's token for the call's room.
     const token = post(
       '/livekit/token',
-      { roomName: call.roomName, userId: callee.id },
+      actor({ roomName: call.roomName }, 'userId', callee),
       'POST /livekit/token',
       200,
+      callee,
     );
     check(token, { 'token is for the callee': (t) => t.identity === callee.id });
 
-    const ended = post(`/calls/${call.id}/end`, { userId: caller.id }, 'POST /calls/:id/end', 200);
+    const ended = post(
+      `/calls/${call.id}/end`,
+      actor({}, 'userId', caller),
+      'POST /calls/:id/end',
+      200,
+      caller,
+    );
     if (
       check(ended, {
         'end after accept: completed by the caller': (c) =>
@@ -291,7 +393,13 @@ const LIFECYCLE_JOURNEYS = {
   },
 
   cancelled(call, caller, callee) {
-    const ended = post(`/calls/${call.id}/end`, { userId: caller.id }, 'POST /calls/:id/end', 200);
+    const ended = post(
+      `/calls/${call.id}/end`,
+      actor({}, 'userId', caller),
+      'POST /calls/:id/end',
+      200,
+      caller,
+    );
     const ok = check(ended, {
       'end while ringing: cancelled by the caller': (c) =>
         c.status === 'ended' && c.endReason === 'cancelled' && c.endedBy === caller.id &&
@@ -300,27 +408,39 @@ const LIFECYCLE_JOURNEYS = {
     // The callee answers too late.
     const late = post(
       `/calls/${call.id}/accept`,
-      { userId: callee.id },
+      actor({}, 'userId', callee),
       'POST /calls/:id/accept (ended)',
       409,
+      callee,
     );
     if (check(late, { 'accepting a cancelled call is call_ended': (p) => p.code === 'call_ended' }) && ok) {
       ends.cancelled.add(1);
     }
   },
 
-  missed(call) {
-    const got = get(`/calls/${call.id}`, 'GET /calls/:id');
+  missed(call, caller, callee, n, outsider) {
+    const got = get(`/calls/${call.id}`, 'GET /calls/:id', caller);
     check(got, { 'unanswered call is still ringing': (c) => c.status === 'initiated' });
+    if (!outsider) return;
+    // Private to the two parties: someone else neither sees it nor lists the callee's calls.
+    const hidden = get(`/calls/${call.id}`, 'GET /calls/:id (outsider)', outsider, 404);
+    check(hidden, {
+      'an outsider cannot see the call (404 call_not_found)': (p) => p.code === 'call_not_found',
+    });
+    const refused = get(`/calls?userId=${callee.id}`, 'GET /calls?userId= (outsider)', outsider, 403);
+    check(refused, {
+      "an outsider cannot list the callee's calls (403 forbidden)": (p) => p.code === 'forbidden',
+    });
   },
 };
 
 function decline(call, callee, reason) {
   const declined = post(
     `/calls/${call.id}/decline`,
-    { userId: callee.id, reason },
+    actor({ reason }, 'userId', callee),
     'POST /calls/:id/decline',
     200,
+    callee,
   );
   if (
     check(declined, {
@@ -334,10 +454,10 @@ function decline(call, callee, reason) {
 }
 
 /** Waits until RING_TIMEOUT_S + 2 s after the call started, then it must have been missed. */
-function checkMissed(call, callStarted) {
+function checkMissed(call, caller, callStarted) {
   const waitMs = callStarted + (RING_TIMEOUT_S + 2) * 1000 - Date.now();
   if (waitMs > 0) sleep(waitMs / 1000);
-  const got = get(`/calls/${call.id}`, 'GET /calls/:id (missed)');
+  const got = get(`/calls/${call.id}`, 'GET /calls/:id (missed)', caller);
   if (
     check(got, {
       'call left ringing is missed': (c) =>
