@@ -187,6 +187,25 @@ impl Audiences {
         true
     }
 
+    /// Every user connection here catches up from its history: events published while
+    /// this replica was not listening (or fell behind) are sent once, in order.
+    pub fn catch_up_all(self: &Arc<Self>) {
+        let all: Vec<(UserId, Arc<Conn>)> =
+            self.users_lock().iter().flat_map(|(user, conns)| conns.iter().map(|conn| (*user, conn.clone()))).collect();
+        for (user, conn) in all {
+            let mut cursor = conn.cursor();
+            if cursor.held.is_some() {
+                // Already catching up; it reads the history after this moment anyway.
+                continue;
+            }
+            cursor.held = Some(Vec::new());
+            let from = cursor.last.map(|o| o.to_string());
+            drop(cursor);
+            let audiences = self.clone();
+            tokio::spawn(async move { audiences.catch_up(&conn, user, from).await });
+        }
+    }
+
     /// Sends what the connection missed after `from` (or `session.resync` when that cannot
     /// be known), then what arrived live meanwhile, then lets live events through again.
     async fn catch_up(&self, conn: &Conn, user: UserId, from: Option<String>) {

@@ -145,10 +145,23 @@ pub fn spawn_relay(bus: &dyn EventBus, io: SocketIo, audiences: Option<Arc<Audie
                 Delivery::Lagged(n) => {
                     metrics::events_dropped(n);
                     tracing::warn!(events = n, "relay fell behind the bus; events were dropped");
+                    catch_up(audiences.as_ref());
+                }
+                Delivery::Gap => {
+                    tracing::warn!("the event subscription was interrupted; events published meanwhile were missed");
+                    catch_up(audiences.as_ref());
                 }
             }
         }
     })
+}
+
+/// After events were missed here: with `AUTH=token` every connection catches up from its
+/// user's history (what it kept); with `AUTH=open` nothing can be recovered.
+fn catch_up(audiences: Option<&Arc<Audiences>>) {
+    if let Some(audiences) = audiences {
+        audiences.catch_up_all();
+    }
 }
 
 async fn emit(io: &SocketIo, text: &str, audiences: Option<&Arc<Audiences>>) {

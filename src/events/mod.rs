@@ -22,6 +22,9 @@ pub enum Delivery {
     Message(String),
     /// The subscriber fell this many messages behind and they were dropped.
     Lagged(u64),
+    /// The subscription was interrupted and is live again: what was published meanwhile
+    /// did not arrive here.
+    Gap,
 }
 
 /// Delivers encoded events, published by the store, to every replica.

@@ -7,6 +7,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
@@ -15,6 +16,8 @@ pub struct RedisBus {
     subscriber: SubscriberClient,
     channel: String,
     subscribed: Arc<AtomicBool>,
+    /// A message each time the channel is live again after an interruption.
+    gaps: broadcast::Sender<()>,
 }
 
 impl RedisBus {
@@ -22,22 +25,35 @@ impl RedisBus {
     /// through `manage_subscriptions` so that readiness knows when the channel is live again.
     pub fn new(subscriber: SubscriberClient, channel: String) -> Self {
         let subscribed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(resubscribe(subscriber.clone(), channel.clone(), subscribed.clone()));
-        Self { subscriber, channel, subscribed }
+        let gaps = broadcast::channel(16).0;
+        tokio::spawn(resubscribe(subscriber.clone(), channel.clone(), subscribed.clone(), gaps.clone()));
+        Self { subscriber, channel, subscribed, gaps }
     }
 }
 
-async fn resubscribe(subscriber: SubscriberClient, channel: String, subscribed: Arc<AtomicBool>) {
+async fn resubscribe(
+    subscriber: SubscriberClient,
+    channel: String,
+    subscribed: Arc<AtomicBool>,
+    gaps: broadcast::Sender<()>,
+) {
     let mut reconnects = subscriber.reconnect_rx();
+    let mut interrupted = false;
     loop {
         // Queued until the connection is up; fails only if the client was shut down.
         match subscriber.subscribe(channel.as_str()).await {
-            Ok(()) => subscribed.store(true, Ordering::Release),
+            Ok(()) => {
+                subscribed.store(true, Ordering::Release);
+                if std::mem::take(&mut interrupted) {
+                    let _ = gaps.send(());
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "subscribing to the event channel failed"),
         }
         match reconnects.recv().await {
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 subscribed.store(false, Ordering::Release);
+                interrupted = true;
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
@@ -47,16 +63,16 @@ async fn resubscribe(subscriber: SubscriberClient, channel: String, subscribed: 
 impl EventBus for RedisBus {
     fn subscribe(&self) -> BoxStream<'static, Delivery> {
         let channel = self.channel.clone();
-        BroadcastStream::new(self.subscriber.message_rx())
-            .filter_map(move |item| {
-                let delivery = match item {
-                    Ok(msg) if *msg.channel == *channel => msg.value.into_string().map(Delivery::Message),
-                    Ok(_) => None,
-                    Err(BroadcastStreamRecvError::Lagged(n)) => Some(Delivery::Lagged(n)),
-                };
-                futures::future::ready(delivery)
-            })
-            .boxed()
+        let gaps = BroadcastStream::new(self.gaps.subscribe()).map(|_| Delivery::Gap);
+        let messages = BroadcastStream::new(self.subscriber.message_rx()).filter_map(move |item| {
+            let delivery = match item {
+                Ok(msg) if *msg.channel == *channel => msg.value.into_string().map(Delivery::Message),
+                Ok(_) => None,
+                Err(BroadcastStreamRecvError::Lagged(n)) => Some(Delivery::Lagged(n)),
+            };
+            futures::future::ready(delivery)
+        });
+        futures::stream::select(messages, gaps).boxed()
     }
 
     fn is_subscribed(&self) -> bool {

@@ -461,3 +461,38 @@ async fn secrets_and_tokens_stay_out_of_logs_and_metrics() {
         }
     }
 }
+
+/// A replica whose subscription to the event channel is cut misses what is published
+/// meanwhile; once subscribed again, its token-mode clients catch up from their histories:
+/// every event once, in order.
+#[tokio::test]
+async fn clients_of_a_replica_that_missed_events_catch_up_from_the_history() {
+    let f = Fixture::new(Backend::Redis, &[]).await;
+    let (ana, ben) = (f.person(0, "Ana").await, f.person(1, "Ben").await);
+    let mut phone = SioClient::connect_with(f.base(0), Mode::Websocket, Some(json!({ "token": ben.token }))).await;
+    let first = ring(&ana, &ben, false).await;
+    let (_, heard) = phone.next_event().await;
+    assert_eq!(heard["data"]["callId"], first.as_str());
+    let redis_port = f._redis.as_ref().expect("redis").port.to_string();
+    let killed = std::process::Command::new("redis-cli")
+        .args(["-p", &redis_port, "CLIENT", "KILL", "TYPE", "pubsub"])
+        .output()
+        .expect("redis-cli must be installed (the README's test command installs it)");
+    assert!(killed.status.success(), "{killed:?}");
+    // Published while both replicas re-subscribe (their reconnect waits at least 100 ms).
+    let mut calls = Vec::new();
+    for _ in 0..5 {
+        calls.push(ring(&ana, &ben, true).await);
+    }
+    let mut names = Vec::new();
+    while names.len() < calls.len() * 2 {
+        let (name, arg) = phone.next_event().await;
+        assert!(arg["offset"].is_string(), "{arg}");
+        names.push((name, arg["data"]["callId"].as_str().unwrap_or_default().to_owned()));
+    }
+    let expected: Vec<(String, String)> = calls
+        .iter()
+        .flat_map(|c| [("call.started".to_owned(), c.clone()), ("call.ended".to_owned(), c.clone())])
+        .collect();
+    assert_eq!(names, expected, "every missed event once, in order");
+}
