@@ -28,7 +28,8 @@
 // of the user acting (Authorization: Bearer): the caller places, ends and cancels the call
 // and creates and joins the room, the callee accepts, declines and fetches LiveKit tokens.
 // Fields that name the actor (fromUserId, userId) are omitted on even iterations (the server
-// takes the token's user) and name the token's own user on odd ones. setup() registers one
+// takes the token's user; a body left empty is not sent: accept, end and join then have
+// none) and name the token's own user on odd ones. setup() registers one
 // more user, an outsider: in the missed journey it must get 404 call_not_found for the call
 // and 403 forbidden for the callee's list of calls (calls are private to their two parties).
 // setup() also checks that the server runs the mode AUTH names (GET /users: 401 without a
@@ -146,12 +147,12 @@ function headers(token) {
 
 /**
  * The body with the field that names the actor (fromUserId, userId): always in open mode; in
- * token mode omitted on even iterations (the server takes the token's user) and naming the
- * token's own user on odd ones.
+ * token mode omitted on even iterations (the server takes the token's user; an empty body is
+ * not sent at all) and naming the token's own user on odd ones.
  */
 function actor(body, field, user) {
   if (!TOKEN_MODE || __ITER % 2 === 1) return { ...body, [field]: user.id };
-  return body;
+  return Object.keys(body).length > 0 ? body : undefined;
 }
 
 /**

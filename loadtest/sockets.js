@@ -40,11 +40,7 @@
 // RATE (probes/s, 5), DURATION (30s), VUS / MAX_VUS (probe VUs, 10 / 100), DELAY_P95_MS
 // (50), TIMING_THRESHOLDS (1; 0 keeps only the error thresholds), AUTH (open; token as
 // above), SERVER_TOKEN (token mode: the listeners' token), RESUME_EVERY (token mode: every
-// Nth probe resumes, 2; 0 never), CONNECT_SETTLE_MS (token mode: how long a probe waits
-// between its two connect acknowledgements and POST /calls, 0. A client whose connect was
-// acknowledged must hear every event after it; switchboard with AUTH=token acknowledges
-// before it has registered the connection for its user's events, so with 0 some probes
-// miss their call.started (socketio_missed_events). Set it only to look past that.)
+// Nth probe resumes, 2; 0 never).
 import http from 'k6/http';
 import encoding from 'k6/encoding';
 import exec from 'k6/execution';
@@ -66,7 +62,6 @@ const AUTH = __ENV.AUTH || 'open';
 const TOKEN_MODE = AUTH === 'token';
 const SERVER_TOKEN = __ENV.SERVER_TOKEN || '';
 const RESUME_EVERY = Number(__ENV.RESUME_EVERY === undefined ? 2 : __ENV.RESUME_EVERY);
-const CONNECT_SETTLE_MS = Number(__ENV.CONNECT_SETTLE_MS || 0);
 const PROBE_TIMEOUT_MS = 10000;
 
 if (!['open', 'token'].includes(AUTH)) {
@@ -77,9 +72,6 @@ if (SERVER_TOKEN && !TOKEN_MODE) {
 }
 if (!(Number.isInteger(RESUME_EVERY) && RESUME_EVERY >= 0)) {
   throw new Error(`RESUME_EVERY must be a whole number, not ${__ENV.RESUME_EVERY}`);
-}
-if (!(CONNECT_SETTLE_MS >= 0)) {
-  throw new Error(`CONNECT_SETTLE_MS must be a number of milliseconds, not ${__ENV.CONNECT_SETTLE_MS}`);
 }
 
 /** Events for one audience each (AUTH=token): they carry an offset and are kept. */
@@ -370,13 +362,8 @@ function callProbe() {
     p.ws = socketio(base, auth, {
       ready: () => {
         p.ready = true;
-        if (phase !== 'connecting' || !ofCaller.ready || !ofCallee.ready) return;
-        if (CONNECT_SETTLE_MS > 0) {
-          phase = 'settling';
-          setTimeout(placeCall, CONNECT_SETTLE_MS);
-        } else {
-          placeCall();
-        }
+        // At once: a client whose connect was acknowledged hears every event after it.
+        if (phase === 'connecting' && ofCaller.ready && ofCallee.ready) placeCall();
       },
       event: (name, arg) => heard(p, name, arg),
       refused: (message) => {
@@ -388,7 +375,6 @@ function callProbe() {
   };
 
   const placeCall = () => {
-    if (phase === 'done') return;
     phase = 'ringing';
     sent = Date.now();
     // As the caller: fromUserId omitted, the server takes the token's user.
