@@ -40,12 +40,8 @@
 // RATE (probes/s, 5), DURATION (30s), VUS / MAX_VUS (probe VUs, 10 / 100), DELAY_P95_MS
 // (50), TIMING_THRESHOLDS (1; 0 keeps only the error thresholds), AUTH (open; token as
 // above), SERVER_TOKEN (token mode: the listeners' token), RESUME_EVERY (token mode: every
-// Nth probe resumes, 2; 0 never), CONNECT_SETTLE_MS (token mode: how long a probe waits
-// between its two connect acknowledgements and POST /calls; 0, and keep it so: a client
-// whose connect was acknowledged must hear every event after it. A replica with AUTH=token
-// acknowledges before its connect handler, a spawned task, has put the connection in its
-// user's audience, so now and then a probe misses its call.started (socketio_missed_events);
-// a few tens of ms look past that while it is being fixed).
+// Nth probe resumes, 2; 0 never). A probe places its call as soon as both its connects are
+// acknowledged: a client whose connect was acknowledged must hear every event after it.
 import http from 'k6/http';
 import encoding from 'k6/encoding';
 import exec from 'k6/execution';
@@ -67,7 +63,6 @@ const AUTH = __ENV.AUTH || 'open';
 const TOKEN_MODE = AUTH === 'token';
 const SERVER_TOKEN = __ENV.SERVER_TOKEN || '';
 const RESUME_EVERY = Number(__ENV.RESUME_EVERY === undefined ? 2 : __ENV.RESUME_EVERY);
-const CONNECT_SETTLE_MS = Number(__ENV.CONNECT_SETTLE_MS || 0);
 const PROBE_TIMEOUT_MS = 10000;
 
 if (!['open', 'token'].includes(AUTH)) {
@@ -78,9 +73,6 @@ if (SERVER_TOKEN && !TOKEN_MODE) {
 }
 if (!(Number.isInteger(RESUME_EVERY) && RESUME_EVERY >= 0)) {
   throw new Error(`RESUME_EVERY must be a whole number, not ${__ENV.RESUME_EVERY}`);
-}
-if (!(CONNECT_SETTLE_MS >= 0)) {
-  throw new Error(`CONNECT_SETTLE_MS must be a number of milliseconds, not ${__ENV.CONNECT_SETTLE_MS}`);
 }
 
 /** Events for one audience each (AUTH=token): they carry an offset and are kept. */
@@ -373,12 +365,7 @@ function callProbe() {
         p.ready = true;
         if (phase !== 'connecting' || !ofCaller.ready || !ofCallee.ready) return;
         // At once: a client whose connect was acknowledged hears every event after it.
-        if (CONNECT_SETTLE_MS > 0) {
-          phase = 'settling';
-          setTimeout(placeCall, CONNECT_SETTLE_MS);
-        } else {
-          placeCall();
-        }
+        placeCall();
       },
       event: (name, arg) => heard(p, name, arg),
       refused: (message) => {

@@ -45,6 +45,8 @@ struct Payload<'a> {
 /// One connection of a user, and where it is in the user's history.
 struct Conn {
     socket: SocketRef,
+    /// `None`: a server connection (every event, live, without offsets).
+    user: Option<UserId>,
     cursor: Mutex<Cursor>,
 }
 
@@ -64,9 +66,32 @@ impl Conn {
         self.cursor.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Sends the events held meanwhile (those it does not have yet), then lets live events
+    /// through.
+    fn release(&self, cursor: &mut Cursor) {
+        for (at, name, data) in cursor.held.take().unwrap_or_default() {
+            if cursor.behind || !self.send(cursor, name, at, &data) {
+                break;
+            }
+        }
+    }
+
+    /// A server connection's event: live, without offset (held while it is admitted).
+    fn send_live(&self, name: &'static str, data: &str) {
+        let mut cursor = self.cursor();
+        match &mut cursor.held {
+            Some(held) => held.push((Offset(0, 0), name, data.to_owned())),
+            None => drop(emit(&self.socket, name, data, None)),
+        }
+    }
+
     /// Sends an event at `offset` unless the connection already has it; `false` when the
-    /// socket could not take it (the connection is then behind).
+    /// socket could not take it (the connection is then behind). Server connections get
+    /// it without offset.
     fn send(&self, cursor: &mut Cursor, name: &'static str, offset: Offset, data: &str) -> bool {
+        if self.user.is_none() {
+            return emit(&self.socket, name, data, None);
+        }
         if cursor.last.is_some_and(|last| offset <= last) {
             return true;
         }
@@ -83,7 +108,7 @@ impl Conn {
 #[derive(Default)]
 pub struct Audiences {
     users: Mutex<HashMap<UserId, Vec<Arc<Conn>>>>,
-    servers: Mutex<Vec<SocketRef>>,
+    servers: Mutex<Vec<Arc<Conn>>>,
     /// Reads the histories that connections catch up from.
     service: OnceLock<Arc<Service>>,
 }
@@ -93,64 +118,82 @@ impl Audiences {
     /// connects, then the connection placed in its audience at once, before anything else
     /// can be emitted, and its missed events replayed when it gave an offset.
     pub fn serve(self: &Arc<Self>, io: &SocketIo, service: Arc<Service>) {
-        let check = service.clone();
         let _ = self.service.set(service.clone());
-        let authenticate = async move |TryData(auth): TryData<Credentials>| -> Result<(), Refused> {
+        // Socket.IO acknowledges the connect after the middleware and runs the handler
+        // later, on its own task: the middleware places the connection in its audience,
+        // holding what arrives, and the handler sends the replay and then what was held.
+        let audiences = self.clone();
+        let admit = async move |socket: SocketRef, TryData(auth): TryData<Credentials>| -> Result<(), Refused> {
             let token = auth.ok().and_then(|a| a.token).ok_or(Refused::Unauthorized)?;
-            match check.authenticate(&token).await {
-                Ok(_) => Ok(()),
+            match service.authenticate(&token).await {
+                Ok(actor) => {
+                    audiences.admit(&socket, actor);
+                    Ok(())
+                }
                 Err(service::Error::Unavailable(_)) => Err(Refused::Unavailable),
                 Err(_) => Err(Refused::Unauthorized),
             }
         };
         let audiences = self.clone();
         let connected = async move |socket: SocketRef, TryData(auth): TryData<Credentials>| {
-            let auth = auth.ok();
-            // Verified a moment ago by the middleware, user included: the signature suffices.
-            match auth.as_ref().and_then(|a| service.verify(a.token.as_deref()?).ok()) {
-                Some(actor) => audiences.join(socket, actor, auth.and_then(|a| a.offset)).await,
-                None => drop(socket.disconnect()),
-            }
+            audiences.connected(&socket, auth.ok().and_then(|a| a.offset)).await;
         };
-        io.ns("/", connected.with(authenticate));
+        io.ns("/", connected.with(admit));
     }
 
-    async fn join(self: &Arc<Self>, socket: SocketRef, actor: Actor, offset: Option<String>) {
+    /// Places a connection in its audience before it is acknowledged, holding its events.
+    fn admit(self: &Arc<Self>, socket: &SocketRef, actor: Actor) {
         let sid = socket.id;
-        let Actor::User(user) = actor else {
-            self.servers_lock().push(socket.clone());
-            let audiences = self.clone();
-            socket.on_disconnect(async move || audiences.servers_lock().retain(|s| s.id != sid));
+        let conn = Arc::new(Conn {
+            socket: socket.clone(),
+            user: match actor {
+                Actor::User(user) => Some(user),
+                Actor::Server | Actor::Anyone => None,
+            },
+            cursor: Mutex::new(Cursor { held: Some(Vec::new()), ..Cursor::default() }),
+        });
+        match conn.user {
+            Some(user) => self.users_lock().entry(user).or_default().push(conn),
+            None => self.servers_lock().push(conn),
+        }
+        let audiences = self.clone();
+        socket.on_disconnect(async move || audiences.leave(sid));
+    }
+
+    /// The connection is acknowledged: it gets what it missed after `offset` (if given),
+    /// then the events held since it was admitted.
+    async fn connected(self: &Arc<Self>, socket: &SocketRef, offset: Option<String>) {
+        let Some(conn) = self.find(socket.id) else {
             return;
         };
-        let held = offset.is_some().then(Vec::new);
-        let conn = Arc::new(Conn { socket: socket.clone(), cursor: Mutex::new(Cursor { held, ..Cursor::default() }) });
-        self.users_lock().entry(user).or_default().push(conn.clone());
-        let audiences = self.clone();
-        socket.on_disconnect(async move || audiences.leave(user, sid));
         if !socket.connected() {
-            return self.leave(user, sid);
+            return self.leave(socket.id);
         }
-        if let Some(offset) = offset {
-            self.catch_up(&conn, user, Some(offset)).await;
+        match (conn.user, offset) {
+            (Some(user), Some(offset)) => self.catch_up(&conn, user, Some(offset)).await,
+            _ => conn.release(&mut conn.cursor()),
         }
     }
 
-    fn leave(&self, user: UserId, sid: Sid) {
-        let mut users = self.users_lock();
-        if let Some(conns) = users.get_mut(&user) {
+    fn find(&self, sid: Sid) -> Option<Arc<Conn>> {
+        let users = self.users_lock();
+        let servers = self.servers_lock();
+        users.values().flatten().chain(servers.iter()).find(|conn| conn.socket.id == sid).cloned()
+    }
+
+    fn leave(&self, sid: Sid) {
+        self.users_lock().retain(|_, conns| {
             conns.retain(|conn| conn.socket.id != sid);
-            if conns.is_empty() {
-                users.remove(&user);
-            }
-        }
+            !conns.is_empty()
+        });
+        self.servers_lock().retain(|conn| conn.socket.id != sid);
     }
 
     fn users_lock(&self) -> MutexGuard<'_, HashMap<UserId, Vec<Arc<Conn>>>> {
         self.users.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn servers_lock(&self) -> MutexGuard<'_, Vec<SocketRef>> {
+    fn servers_lock(&self) -> MutexGuard<'_, Vec<Arc<Conn>>> {
         self.servers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -181,8 +224,9 @@ impl Audiences {
                 }
             }
         }
-        for socket in self.servers_lock().iter() {
-            emit(socket, name, data, None);
+        let servers = self.servers_lock().clone();
+        for conn in servers {
+            conn.send_live(name, data);
         }
         true
     }
@@ -234,11 +278,7 @@ impl Audiences {
                 emit(&conn.socket, "session.resync", "{}", None);
             }
         }
-        for (at, name, data) in cursor.held.take().unwrap_or_default() {
-            if cursor.behind || !conn.send(&mut cursor, name, at, &data) {
-                break;
-            }
-        }
+        conn.release(&mut cursor);
     }
 }
 
