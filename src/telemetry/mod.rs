@@ -36,6 +36,7 @@ impl Telemetry {
 pub fn init(format: LogFormat) -> Telemetry {
     global::set_text_map_propagator(TraceContextPropagator::new());
     let provider = tracer_provider();
+    trace::set_exporting(provider.is_some());
     let otel = provider.as_ref().map(|provider| {
         global::set_tracer_provider(provider.clone());
         tracing_opentelemetry::layer()
