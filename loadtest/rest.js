@@ -303,9 +303,8 @@ export default function (data) {
   }
 }
 
-/** The v1 journey's call: the callee's token, then the end. */
-function v1Call(call, caller, callee) {
-  // The incoming-call flow: the callee asks for its own token for the call's room.
+/** The incoming-call flow: the callee asks for its own token for the call's room. */
+function calleeToken(call, callee) {
   const token = post(
     '/livekit/token',
     actor({ roomName: call.roomName }, 'userId', callee),
@@ -314,6 +313,11 @@ function v1Call(call, caller, callee) {
     callee,
   );
   check(token, { 'token is for the callee': (t) => t.identity === callee.id });
+}
+
+/** The v1 journey's call: the callee's token, then the end. */
+function v1Call(call, caller, callee) {
+  calleeToken(call, callee);
 
   const ended = post(`/calls/${call.id}/end`, undefined, 'POST /calls/:id/end', 200, caller);
   check(ended, { 'call is ended': (c) => c.status === 'ended' });
@@ -337,14 +341,7 @@ const LIFECYCLE_JOURNEYS = {
           typeof c.token === 'string' && tokenSubject(c.token) === callee.id && typeof c.url === 'string',
       });
     } else {
-      const token = post(
-        '/livekit/token',
-        actor({ roomName: call.roomName }, 'userId', callee),
-        'POST /livekit/token',
-        200,
-        callee,
-      );
-      check(token, { 'token is for the callee': (t) => t.identity === callee.id });
+      calleeToken(call, callee);
       const got = get(`/calls/${call.id}`, 'GET /calls/:id', callee);
       check(got, {
         "callee's token accepted the call": (c) => c.status === 'accepted' && isTime(c.answerTime),
@@ -358,14 +355,7 @@ const LIFECYCLE_JOURNEYS = {
     });
 
     // Joining (again) after the answer: the callee's token for the call's room.
-    const token = post(
-      '/livekit/token',
-      actor({ roomName: call.roomName }, 'userId', callee),
-      'POST /livekit/token',
-      200,
-      callee,
-    );
-    check(token, { 'token is for the callee': (t) => t.identity === callee.id });
+    calleeToken(call, callee);
 
     const ended = post(
       `/calls/${call.id}/end`,
