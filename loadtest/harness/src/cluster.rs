@@ -77,6 +77,20 @@ impl Launcher {
     /// [`up`](Self::up) in the given auth mode: `AUTH` and `AUTH_SECRET` reach the replicas
     /// through cluster.sh's environment.
     pub fn up_with(&self, imp: Impl, auth: Auth, replicas: usize, lb: bool) -> Result<Cluster, String> {
+        self.up_env(imp, auth, replicas, lb, &[])
+    }
+
+    /// [`up_with`](Self::up_with), with `env` added to cluster.sh's environment, which its
+    /// replicas inherit (e.g. L6's `CALL_RING_TIMEOUT`). `CALL_RING_TIMEOUT` is removed unless
+    /// given, so that a value in the harness's own environment does not reach other scenarios.
+    pub fn up_env(
+        &self,
+        imp: Impl,
+        auth: Auth,
+        replicas: usize,
+        lb: bool,
+        env: &[(&str, &str)],
+    ) -> Result<Cluster, String> {
         let dir = match auth {
             Auth::Open => self.dir.join(format!("cluster-{}", imp.name())),
             Auth::Token => self.dir.join(format!("cluster-{}-token", imp.name())),
@@ -86,6 +100,7 @@ impl Launcher {
             Auth::Open => cmd.env_remove("AUTH").env_remove("AUTH_SECRET"),
             Auth::Token => cmd.env("AUTH", "token").env("AUTH_SECRET", AUTH_SECRET),
         };
+        cmd.env_remove("CALL_RING_TIMEOUT").envs(env.iter().copied());
         cmd.arg("up")
             .args(["--impl", imp.name(), "--replicas", &replicas.to_string()])
             .arg("--dir")

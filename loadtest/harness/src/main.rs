@@ -1,5 +1,6 @@
 //! switchboard-bench: runs the L1–L5 scenarios (and L4b) against switchboard and the Node.js baseline
-//! on one Redis, in one run, and prints both with their ratios (and writes them as JSON).
+//! on one Redis, in one run, and prints both with their ratios (and writes them as JSON), and L6
+//! (the call lifecycle: accept, decline, cancel, missed) against switchboard alone.
 //! It drives what k6 cannot do well: thousands of idle websockets, cross-replica fan-out
 //! delay, memory per connection and reconnection after a replica dies.
 
@@ -30,8 +31,8 @@ struct Args {
     /// (L3 as L3t: each event to its 2 users among many sockets); the baseline runs open only.
     #[arg(long, value_delimiter = ',', default_value = "open,token")]
     auth: Vec<String>,
-    /// Scenarios to run.
-    #[arg(long, value_delimiter = ',', default_value = "L1,L2,L3,L4,L4b,L5")]
+    /// Scenarios to run (L6 against switchboard only: the baseline has no call lifecycle).
+    #[arg(long, value_delimiter = ',', default_value = "L1,L2,L3,L4,L4b,L5,L6")]
     only: Vec<String>,
     /// Runs per scenario (the table shows medians).
     #[arg(long, default_value_t = 3)]
@@ -96,6 +97,14 @@ struct Args {
     l4b_sessions: usize,
     #[arg(long, default_value_t = 10_000)]
     l5_clients: usize,
+    /// L6: closed-loop workers, each with its own caller and callee, running call journeys.
+    #[arg(long, default_value_t = 64)]
+    l6_concurrency: usize,
+    #[arg(long, default_value_t = 10.0)]
+    l6_secs: f64,
+    /// L6: calls left ringing afterwards, each of which must end as `missed`.
+    #[arg(long, default_value_t = 100)]
+    l6_missed: usize,
 }
 
 impl Args {
@@ -116,6 +125,9 @@ impl Args {
                 l4b_sessions: 20,
                 l5_clients: 50,
                 l5_observe_secs: 15.0,
+                l6_concurrency: 3,
+                l6_secs: 1.0,
+                l6_missed: 5,
             };
         }
         Sizes {
@@ -133,6 +145,9 @@ impl Args {
             l4b_sessions: self.l4b_sessions,
             l5_clients: self.l5_clients,
             l5_observe_secs: 20.0,
+            l6_concurrency: self.l6_concurrency,
+            l6_secs: self.l6_secs,
+            l6_missed: self.l6_missed,
         }
     }
 
@@ -210,8 +225,25 @@ async fn bench_token(args: &Args, sizes: &Sizes, launcher: &Launcher, results: &
 /// (indexed like `SCENARIOS`). Clusters are stopped as each phase ends.
 async fn bench_impl(imp: Impl, args: &Args, sizes: &Sizes, launcher: &Launcher, results: &mut [ImplResult]) {
     let runs = args.runs.max(1);
-    let [l1, l2, l3, l4, l4b, l5] = results else { unreachable!("one result per scenario") };
+    let [l1, l2, l3, l4, l4b, l5, l6] = results else { unreachable!("one result per scenario") };
     eprintln!("bench: {} ...", imp.name());
+    if imp == Impl::Node && args.wants("L6") {
+        eprintln!("bench: node: L6 n/a (the Node baseline has no call lifecycle)");
+    }
+    // L6's replica runs with a short ring timeout, which would also end other scenarios'
+    // ringing calls: its own cluster, before any scenario that leaves calls ringing (L2).
+    let l6_runs = if args.smoke { 1 } else { runs };
+    if imp == Impl::Switchboard && args.wants("L6") {
+        let ring = scenarios::L6_RING_TIMEOUT_S.to_string();
+        match launcher.up_env(imp, Auth::Open, 1, false, &[("CALL_RING_TIMEOUT", &ring)]) {
+            Ok(c) => {
+                for _ in 0..l6_runs {
+                    l6.record(scenarios::l6(&c.replicas[0], sizes).await);
+                }
+            }
+            Err(e) => l6.record(Err(e)),
+        }
+    }
     if args.smoke {
         // One cluster for everything: smoke runs check that scenarios work, not how well,
         // and each start-up costs seconds. L5 kills a replica, so it goes last.
@@ -224,7 +256,7 @@ async fn bench_impl(imp: Impl, args: &Args, sizes: &Sizes, launcher: &Launcher, 
                 l3.record(scenarios::l3(&c.replicas, sizes).await);
                 l5.record(scenarios::l5(&c, sizes).await);
             }
-            Err(e) => results.iter_mut().for_each(|r| r.record(Err(e.clone()))),
+            Err(e) => [l1, l2, l3, l4, l4b, l5].into_iter().for_each(|r| r.record(Err(e.clone()))),
         }
         return;
     }

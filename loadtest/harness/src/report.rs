@@ -12,38 +12,53 @@ pub struct Scenario {
     pub id: &'static str,
     pub title: &'static str,
     pub target: &'static str,
+    /// Why the Node baseline does not run it, when it does not ("n/a" in the table).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_na: Option<&'static str>,
 }
 
-pub const SCENARIOS: [Scenario; 6] = [
+pub const SCENARIOS: [Scenario; 7] = [
     Scenario {
         id: "L1",
         title: "REST POST /users, then POST /rooms (token: authenticated), at fixed concurrency, one replica on Redis",
         target: ">= 5x baseline req/s per core; p99 <= 0.3x",
+        baseline_na: None,
     },
     Scenario {
         id: "L2",
         title: "fan-out: POST /calls on replica A -> call.started at clients on replica B (token: the callee's socket only)",
         target: "p99 < 3 ms at 100 clients x 100 calls/s; p99 <= 0.25x baseline",
+        baseline_na: None,
     },
     Scenario {
         id: "L3",
         title: "delivered events/s at saturation, 2 replicas (token, L3t: call events, each to its 2 users' sockets among many)",
         target: ">= 5x baseline per core",
+        baseline_na: None,
     },
     Scenario {
         id: "L4",
         title: "idle websocket connections on one replica: RSS per connection",
         target: "<= 8 KiB, and below the baseline",
+        baseline_na: None,
     },
     Scenario {
         id: "L4b",
         title: "idle polling sessions on one replica: RSS per session",
         target: "below the baseline",
+        baseline_na: None,
     },
     Scenario {
         id: "L5",
         title: "kill (SIGKILL) the replica holding the clients, behind nginx",
         target: "100 % reconnected within 10 s",
+        baseline_na: None,
+    },
+    Scenario {
+        id: "L6",
+        title: "call lifecycle, one replica (CALL_RING_TIMEOUT=1): journeys accept+end, decline busy, cancel; then calls left to ring",
+        target: "every answer's status/endReason as the contract says; every ringing call missed, within 2 s of its deadline",
+        baseline_na: Some("the Node baseline has no call lifecycle"),
     },
 ];
 
@@ -181,6 +196,27 @@ fn verdict(id: &str, sb: &ImplResult, ratios: &Metrics) -> String {
         "L5" => {
             vec![(format!("{:.1} % back within 10 s", own("reconnected_10s_pct")), own("reconnected_10s_pct") >= 100.0)]
         }
+        "L6" => {
+            // Every run, not the median: one wrong answer or one call not missed is a miss.
+            let worst = |name: &str, pick: fn(f64, f64) -> f64| {
+                sb.runs.iter().filter_map(|r| r.iter().find(|m| m.name == name)).map(|m| m.value).reduce(pick)
+            };
+            let errors = worst("errors", f64::max).unwrap_or(f64::NAN);
+            let unconfirmed = sb
+                .runs
+                .iter()
+                .map(|r| {
+                    let v = |n: &str| r.iter().find(|m| m.name == n).map_or(f64::NAN, |m| m.value);
+                    v("missed_calls") - v("missed_confirmed")
+                })
+                .fold(0.0, f64::max);
+            let late = worst("missed_late_max_s", f64::max).unwrap_or(f64::NAN);
+            vec![
+                (format!("{errors} failed or wrong answers"), errors == 0.0),
+                (format!("{unconfirmed} ringing calls not missed"), unconfirmed == 0.0),
+                (format!("missed at worst {late:.2} s after the deadline (<= 2)"), late <= 2.0),
+            ]
+        }
         _ => Vec::new(),
     };
     let met = checks.iter().all(|(_, ok)| *ok);
@@ -254,7 +290,11 @@ impl Report {
                     }
                     acc
                 });
+            let na = s.scenario.baseline_na.is_some();
             let cell = |imp: Impl, auth: Auth, name: &str| {
+                if na && imp == Impl::Node {
+                    return "n/a".into();
+                }
                 s.results
                     .iter()
                     .find(|r| r.implementation == imp && r.auth == auth)
@@ -273,9 +313,12 @@ impl Report {
                     cell(Impl::Switchboard, Auth::Open, name),
                     cell(Impl::Switchboard, Auth::Token, name),
                     cell(Impl::Node, Auth::Open, name),
-                    ratio(&s.ratios, name),
+                    if na { "n/a".into() } else { ratio(&s.ratios, name) },
                     ratio(&s.token_ratios, name),
                 );
+            }
+            if let Some(why) = s.scenario.baseline_na {
+                let _ = writeln!(out, "     node: n/a ({why})");
             }
             for r in &s.results {
                 if let Some(e) = &r.error {

@@ -1,4 +1,4 @@
-//! The scenarios (L1–L5, and L4b). Each drives one running cluster and returns its numbers;
+//! The scenarios (L1–L6, and L4b). Each drives one running cluster and returns its numbers;
 //! none of them judges the numbers (that is the report's job), so smoke runs can reuse them.
 
 use crate::cluster::{self, Auth, Cluster, Replica};
@@ -30,6 +30,11 @@ pub struct Sizes {
     pub l5_clients: usize,
     /// How long L5 waits for reconnections after the kill (the target is 10 s).
     pub l5_observe_secs: f64,
+    /// L6: closed-loop workers (each its own caller and callee), measured seconds, and calls
+    /// left ringing to be missed.
+    pub l6_concurrency: usize,
+    pub l6_secs: f64,
+    pub l6_missed: usize,
 }
 
 /// One named number of a scenario run; units are in the name.
@@ -854,5 +859,235 @@ pub async fn l5(cluster: &Cluster, s: &Sizes) -> Result<Metrics, String> {
         metric("p50_s", percentile_ms(&delays, 0.50) / 1000.0),
         metric("p99_s", percentile_ms(&delays, 0.99) / 1000.0),
         metric("all_back_s", if all_back { percentile_ms(&delays, 1.0) / 1000.0 } else { f64::NAN }),
+    ])
+}
+
+/// The ring timeout (seconds) L6's replica runs with (`CALL_RING_TIMEOUT`), so that the
+/// calls it leaves ringing end as `missed` within seconds.
+pub const L6_RING_TIMEOUT_S: u64 = 1;
+
+/// How long L6 waits, after its last ringing call was placed, for every one to end as
+/// `missed` (the contract: within 2 s of the deadline).
+const L6_MISSED_WAIT: Duration = Duration::from_secs(10);
+
+/// The ways an L6 journey goes, in the order a worker cycles through them.
+#[derive(Clone, Copy, Debug)]
+enum Journey {
+    /// call, accept (callee), end (caller): `completed`.
+    Completed,
+    /// call, decline (callee, `busy`): `busy`.
+    Declined,
+    /// call, end (caller) while it rings: `cancelled`.
+    Cancelled,
+}
+
+const JOURNEYS: [Journey; 3] = [Journey::Completed, Journey::Declined, Journey::Cancelled];
+
+/// A call as answered must have this `status` and `endReason` (`None`: null).
+fn expect_call(call: &serde_json::Value, step: &str, status: &str, end_reason: Option<&str>) -> Result<(), String> {
+    let (got_status, got_reason) = (call["status"].as_str(), call["endReason"].as_str());
+    if got_status == Some(status) && got_reason == end_reason {
+        Ok(())
+    } else {
+        Err(format!("{step}: status {got_status:?}, endReason {got_reason:?} (expected {status:?}, {end_reason:?})"))
+    }
+}
+
+/// Places a call from `caller` to `callee` and checks that it rings; returns its id.
+async fn place_call(http: &reqwest::Client, base: &str, caller: &str, callee: &str) -> Result<String, String> {
+    let body = format!(r#"{{"fromUserId":"{caller}","toUserId":"{callee}"}}"#);
+    let call = post_json(http, &format!("{base}/calls"), body, None).await?;
+    expect_call(&call, "POST /calls", "initiated", None)?;
+    call["id"].as_str().map(str::to_owned).ok_or_else(|| "POST /calls: no id".into())
+}
+
+/// One call journey between `caller` and `callee`, every answer checked; returns the number
+/// of requests it made.
+async fn journey(http: &reqwest::Client, base: &str, caller: &str, callee: &str, kind: Journey) -> Result<u64, String> {
+    let id = place_call(http, base, caller, callee).await?;
+    let url = format!("{base}/calls/{id}");
+    let as_user = |user: &str| format!(r#"{{"userId":"{user}"}}"#);
+    match kind {
+        Journey::Completed => {
+            let accepted = post_json(http, &format!("{url}/accept"), as_user(callee), None).await?;
+            expect_call(&accepted, "accept", "accepted", None)?;
+            let ended = post_json(http, &format!("{url}/end"), as_user(caller), None).await?;
+            expect_call(&ended, "end (accepted)", "ended", Some("completed"))?;
+            Ok(3)
+        }
+        Journey::Declined => {
+            let body = format!(r#"{{"userId":"{callee}","reason":"busy"}}"#);
+            let declined = post_json(http, &format!("{url}/decline"), body, None).await?;
+            expect_call(&declined, "decline", "ended", Some("busy"))?;
+            Ok(2)
+        }
+        Journey::Cancelled => {
+            let ended = post_json(http, &format!("{url}/end"), as_user(caller), None).await?;
+            expect_call(&ended, "end (ringing)", "ended", Some("cancelled"))?;
+            Ok(2)
+        }
+    }
+}
+
+/// Runs journeys between `caller` and `callee` back to back until `until`, cycling through
+/// [`JOURNEYS`] (worker `w` starting at the `w`-th); counts the requests of correct
+/// journeys into `requests`. Returns their latencies (µs) and the number of failed or
+/// wrong ones (the first of which is printed).
+async fn journeys_until(
+    http: reqwest::Client,
+    base: String,
+    (caller, callee): (User, User),
+    worker: usize,
+    until: Instant,
+    requests: Arc<AtomicU64>,
+) -> (Vec<u32>, u64) {
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    for kind in JOURNEYS.iter().cycle().skip(worker % JOURNEYS.len()) {
+        if Instant::now() >= until {
+            break;
+        }
+        let t = Instant::now();
+        match journey(&http, &base, &caller.id, &callee.id, *kind).await {
+            Ok(n) => {
+                latencies.push(t.elapsed().as_micros() as u32);
+                requests.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                if errors == 0 {
+                    eprintln!("bench: L6 worker {worker}: {kind:?} journey: {e}");
+                }
+                errors += 1;
+            }
+        }
+    }
+    (latencies, errors)
+}
+
+/// Leaves `n` calls ringing (between the `pairs`, round-robin) and waits until every one
+/// has ended as `missed`, polling `GET /calls/:id`. Returns how many did, how many ended
+/// otherwise or answered wrongly (errors), and the latest any was ended after its deadline,
+/// in seconds by the server's own `startTime` and `endTime`. Fails when a call still rings
+/// [`L6_MISSED_WAIT`] after the last one was placed.
+async fn missed_batch(
+    http: &reqwest::Client,
+    base: &str,
+    pairs: &[(User, User)],
+    n: usize,
+) -> Result<(usize, u64, f64), String> {
+    let mut pending = Vec::with_capacity(n);
+    let mut errors = 0;
+    for (caller, callee) in pairs.iter().cycle().take(n) {
+        match place_call(http, base, &caller.id, &callee.id).await {
+            Ok(id) => pending.push(id),
+            Err(e) => {
+                eprintln!("bench: L6 ringing call: {e}");
+                errors += 1;
+            }
+        }
+    }
+    let deadline = Instant::now() + L6_MISSED_WAIT;
+    let (mut confirmed, mut late_max) = (0, 0.0f64);
+    tokio::time::sleep(Duration::from_secs(L6_RING_TIMEOUT_S)).await;
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for id in pending {
+            let url = format!("{base}/calls/{id}");
+            let call: serde_json::Value = match http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => r.json().await.map_err(|e| format!("GET {url}: {e}"))?,
+                Ok(r) => return Err(format!("GET {url}: {}", r.status())),
+                Err(e) => return Err(format!("GET {url}: {e}")),
+            };
+            match (call["status"].as_str(), call["endReason"].as_str()) {
+                (Some("initiated"), None) => still.push(id),
+                (Some("ended"), Some("missed")) => {
+                    confirmed += 1;
+                    let at = |field: &str| call[field].as_str().and_then(time_of_day_s);
+                    if let (Some(start), Some(end)) = (at("startTime"), at("endTime")) {
+                        late_max = late_max.max((end - start).rem_euclid(86_400.0) - L6_RING_TIMEOUT_S as f64);
+                    }
+                }
+                (status, reason) => {
+                    eprintln!("bench: L6 ringing call {id}: status {status:?}, endReason {reason:?} (expected missed)");
+                    errors += 1;
+                }
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} of {n} calls still ringing {} s after the last was placed (ring timeout \
+                     {L6_RING_TIMEOUT_S} s: does the replica run with CALL_RING_TIMEOUT={L6_RING_TIMEOUT_S}?)",
+                    pending.len(),
+                    L6_MISSED_WAIT.as_secs(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok((confirmed, errors, late_max))
+}
+
+/// Seconds since midnight of an RFC 3339 UTC timestamp (`2026-11-28T11:47:04.957Z`).
+fn time_of_day_s(ts: &str) -> Option<f64> {
+    let (_, time) = ts.split_once('T')?;
+    let mut hms = time.trim_end_matches('Z').split(':').map(|f| f.parse::<f64>().ok());
+    Some(hms.next()?? * 3600.0 + hms.next()?? * 60.0 + hms.next()??)
+}
+
+/// L6: the call lifecycle on one replica (switchboard only: the baseline has none), which
+/// must run with `CALL_RING_TIMEOUT` = [`L6_RING_TIMEOUT_S`]. `s.l6_concurrency` closed-loop
+/// workers, each with its own caller and callee, run journeys back to back (a warm-up, then
+/// `s.l6_secs` measured), cycling through completed (call, accept, end), declined (call,
+/// decline `busy`) and cancelled (call, end); every answer's `status` and `endReason` is
+/// checked, and a wrong one counts as an error. Then `s.l6_missed` calls are left ringing
+/// and must all end as `missed`.
+pub async fn l6(replica: &Replica, s: &Sizes) -> Result<Metrics, String> {
+    let http = http_client(s.l6_concurrency.max(16))?;
+    let users = register_users(&http, &replica.url, 2 * s.l6_concurrency.max(1)).await?;
+    let pairs: Vec<(User, User)> = users.chunks_exact(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+    let phase = |len: f64| {
+        let until = Instant::now() + secs(len);
+        let requests = Arc::new(AtomicU64::new(0));
+        let workers: Vec<_> = pairs
+            .iter()
+            .enumerate()
+            .map(|(w, pair)| {
+                let (http, base) = (http.clone(), replica.url.clone());
+                tokio::spawn(journeys_until(http, base, pair.clone(), w, until, requests.clone()))
+            })
+            .collect();
+        async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0);
+            for w in workers {
+                let (l, e) = w.await.map_err(|e| e.to_string())?;
+                latencies.extend(l);
+                errors += e;
+            }
+            Ok::<_, String>((latencies, errors, requests.load(Ordering::Relaxed)))
+        }
+    };
+    let (_, warmup_errors, _) = phase(s.warmup_secs).await?;
+    let (cpu0, t0) = (cluster::cpu_time(replica.pid)?, Instant::now());
+    let (mut latencies, errors, requests) = phase(s.l6_secs).await?;
+    let (cpu, wall) = ((cluster::cpu_time(replica.pid)? - cpu0).as_secs_f64(), t0.elapsed().as_secs_f64());
+    latencies.sort_unstable();
+    let (missed, missed_errors, late_max) = missed_batch(&http, &replica.url, &pairs, s.l6_missed).await?;
+    let journeys = latencies.len() as f64;
+    Ok(vec![
+        metric("journeys_per_s", journeys / wall),
+        metric("journeys_per_cpu_s", journeys / cpu),
+        metric("req_per_cpu_s", requests as f64 / cpu),
+        metric("p50_ms", percentile_ms(&latencies, 0.50)),
+        metric("p99_ms", percentile_ms(&latencies, 0.99)),
+        metric("server_cores", cpu / wall),
+        metric("journeys", journeys),
+        metric("missed_calls", s.l6_missed as f64),
+        metric("missed_confirmed", missed as f64),
+        // How long after its deadline (startTime + ring timeout) the server ended a missed
+        // call, at worst (its own timestamps; the contract says within 2 s).
+        metric("missed_late_max_s", if missed > 0 { late_max } else { f64::NAN }),
+        // Failed requests and wrong answers: journeys (warm-up included) and ringing calls.
+        metric("errors", (warmup_errors + errors + missed_errors) as f64),
     ])
 }
