@@ -176,6 +176,7 @@ fn identity(cfg: &Config) -> Option<Identity> {
         tokens: Tokens::new(secret.as_bytes()),
         ttl: cfg.auth_token_ttl,
         history: History { max: cfg.event_history, ttl: cfg.event_history_ttl },
+        known_users: Default::default(),
     })
 }
 

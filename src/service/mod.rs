@@ -71,6 +71,18 @@ pub struct Identity {
     /// Lifetime of the user tokens issued on registration.
     pub ttl: Duration,
     pub history: History,
+    /// Users found to exist: users are never deleted, so a token's user is read from the
+    /// store once per replica rather than on every request (bounded; cleared when full).
+    pub known_users: std::sync::Mutex<std::collections::HashSet<UserId>>,
+}
+
+/// How many users a replica remembers as existing before it starts over.
+const KNOWN_USERS_MAX: usize = 100_000;
+
+impl Identity {
+    fn known_users(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<UserId>> {
+        self.known_users.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Everything a request handler may ask for.
@@ -104,11 +116,20 @@ impl Service {
     /// Who a bearer token speaks for: a server, or a user who exists.
     pub async fn authenticate(&self, token: &str) -> Result<Actor> {
         let actor = self.verify(token)?;
-        if let Actor::User(user) = actor
-            && self.store.user(user).await?.is_none()
-        {
+        let (Actor::User(user), Some(identity)) = (actor, &self.identity) else {
+            return Ok(actor);
+        };
+        if identity.known_users().contains(&user) {
+            return Ok(actor);
+        }
+        if self.store.user(user).await?.is_none() {
             return Err(Error::Unauthorized);
         }
+        let mut known = identity.known_users();
+        if known.len() >= KNOWN_USERS_MAX {
+            known.clear();
+        }
+        known.insert(user);
         Ok(actor)
     }
 

@@ -113,8 +113,13 @@ impl RedisStore {
     ) -> StoreResult<T> {
         let sent_connected = self.client.state() == ClientState::Connected;
         let started = Instant::now();
-        let span = tracing::info_span!("redis", otel.name = op, otel.kind = "client", db.system.name = "redis");
-        let result = fut.instrument(span).await;
+        // A client span only when traces are exported: no log line reads it.
+        let result = if crate::telemetry::trace::exporting() {
+            let span = tracing::info_span!("redis", otel.name = op, otel.kind = "client", db.system.name = "redis");
+            fut.instrument(span).await
+        } else {
+            fut.await
+        };
         metrics::redis_command(op, started.elapsed(), result.is_ok());
         result.map_err(|e| match access {
             Access::Write if sent_connected => Unavailable::Unconfirmed(format!("{op}: {e}")),
