@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full comparison: builds switchboard and the harness in release mode, then runs every
-# scenario (L1–L5 and L4b) against switchboard and the Node.js baseline on one Redis (and L1–L3
+# scenario (L1–L6 and L4b) against switchboard and the Node.js baseline on one Redis (and L1–L3
 # again against switchboard with AUTH=token, unless --auth open), servers pinned
 # to CPU 0 and the harness (with Redis) to CPU 1. The table goes to stdout and
 # target/bench/results.txt, the numbers to target/bench/results.json.
