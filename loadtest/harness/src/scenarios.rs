@@ -186,7 +186,7 @@ async fn spawn_clients_as<L: Listener>(
     mut listener: impl FnMut(usize) -> L,
 ) -> Result<Vec<JoinHandle<L>>, String> {
     let sem = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    let (ready_tx, ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
         let (base, sem, ready, mut stop) = (base.to_owned(), sem.clone(), ready_tx.clone(), stop.clone());
@@ -210,14 +210,20 @@ async fn spawn_clients_as<L: Listener>(
         }));
     }
     drop(ready_tx);
+    all_ready(ready_rx, n, "Socket.IO client").await?;
+    Ok(handles)
+}
+
+/// Waits until `n` spawned clients have said they connected, or one failed.
+async fn all_ready(mut ready: mpsc::UnboundedReceiver<Result<(), String>>, n: usize, what: &str) -> Result<(), String> {
     for _ in 0..n {
-        match ready_rx.recv().await {
+        match ready.recv().await {
             Some(Ok(())) => {}
-            Some(Err(e)) => return Err(format!("a Socket.IO client failed to connect: {e}")),
-            None => return Err("client tasks ended early".into()),
+            Some(Err(e)) => return Err(format!("a {what} failed to connect: {e}")),
+            None => return Err(format!("{what} tasks ended early")),
         }
     }
-    Ok(handles)
+    Ok(())
 }
 
 fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
@@ -654,7 +660,7 @@ async fn spawn_polling(
     stop: &watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, String> {
     let sem = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    let (ready_tx, ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
     let mut handles = Vec::with_capacity(n);
     for _ in 0..n {
         let (http, base, sem, ready, mut stop) =
@@ -677,13 +683,7 @@ async fn spawn_polling(
         }));
     }
     drop(ready_tx);
-    for _ in 0..n {
-        match ready_rx.recv().await {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(format!("a polling client failed to connect: {e}")),
-            None => return Err("polling tasks ended early".into()),
-        }
-    }
+    all_ready(ready_rx, n, "polling client").await?;
     Ok(handles)
 }
 
