@@ -54,6 +54,7 @@ import encoding from 'k6/encoding';
 import exec from 'k6/execution';
 import { check, fail, sleep } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
+import { JSON_HEADERS, TOKEN_MODE, expectAuthMode, headers } from './auth.js';
 
 const BASE_URL = (__ENV.BASE_URL || 'http://127.0.0.1:3000').replace(/\/$/, '');
 const RATE = Number(__ENV.RATE || 10);
@@ -64,12 +65,7 @@ const TIMING = __ENV.TIMING_THRESHOLDS !== '0';
 const LIFECYCLE = __ENV.LIFECYCLE !== '0';
 const RING_TIMEOUT_S = __ENV.RING_TIMEOUT_S ? Number(__ENV.RING_TIMEOUT_S) : 0;
 const KINDS = ['completed', 'declined', 'busy', 'cancelled', 'missed'];
-const AUTH = __ENV.AUTH || 'open';
-const TOKEN_MODE = AUTH === 'token';
 
-if (!['open', 'token'].includes(AUTH)) {
-  throw new Error(`AUTH must be open or token, not ${AUTH}`);
-}
 
 if (!(RING_TIMEOUT_S >= 0) || !Number.isFinite(RING_TIMEOUT_S)) {
   throw new Error(`RING_TIMEOUT_S must be a number of seconds, not ${__ENV.RING_TIMEOUT_S}`);
@@ -136,14 +132,8 @@ export const options = {
   summaryTrendStats: ['avg', 'med', 'p(95)', 'p(99)', 'max'],
 };
 
-const JSON_HEADERS = { 'Content-Type': 'application/json' };
 /** Non-2xx statuses a journey asks for on purpose must not count in http_req_failed. */
 const EXPECTED = Object.fromEntries([401, 403, 404, 409].map((s) => [s, http.expectedStatuses(s)]));
-
-/** Headers of a request acting as the user whose token this is (none: AUTH=open). */
-function headers(token) {
-  return token ? { ...JSON_HEADERS, Authorization: `Bearer ${token}` } : JSON_HEADERS;
-}
 
 /**
  * The body with the field that names the actor (fromUserId, userId): always in open mode; in
@@ -193,20 +183,7 @@ const isTime = (v) => typeof v === 'string' && !Number.isNaN(Date.parse(v));
  * call_not_found; a v1 one has no route. Returns { outsider } (token mode).
  */
 export function setup() {
-  const anonymous = http.get(`${BASE_URL}/users?limit=1`, {
-    tags: { name: 'setup: GET /users without a token' },
-    // Whatever it answers, it is a probe, not a failure.
-    responseCallback: http.expectedStatuses({ min: 100, max: 599 }),
-  });
-  if (TOKEN_MODE && anonymous.status !== 401) {
-    fail(
-      `AUTH=token, but ${BASE_URL} answers GET /users without a token with ${anonymous.status}, ` +
-        'not 401: start it with --auth token (AUTH=token), or run without AUTH=token',
-    );
-  }
-  if (!TOKEN_MODE && anonymous.status === 401) {
-    fail(`${BASE_URL} wants a bearer token (AUTH=token on the server): run with AUTH=token`);
-  }
+  expectAuthMode(BASE_URL);
   const data = {};
   if (TOKEN_MODE) {
     const res = http.post(`${BASE_URL}/users`, JSON.stringify({ name: 'outsider' }), {

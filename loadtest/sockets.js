@@ -47,6 +47,7 @@ import encoding from 'k6/encoding';
 import exec from 'k6/execution';
 import { check, fail } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
+import { JSON_HEADERS, TOKEN_MODE, expectAuthMode, headers as bearer } from './auth.js';
 import { WebSocket } from 'k6/experimental/websockets';
 import { setTimeout, clearTimeout } from 'k6/timers';
 
@@ -59,15 +60,10 @@ const VUS = Number(__ENV.VUS || 10);
 const MAX_VUS = Number(__ENV.MAX_VUS || 100);
 const DELAY_P95_MS = Number(__ENV.DELAY_P95_MS || 50);
 const TIMING = __ENV.TIMING_THRESHOLDS !== '0';
-const AUTH = __ENV.AUTH || 'open';
-const TOKEN_MODE = AUTH === 'token';
 const SERVER_TOKEN = __ENV.SERVER_TOKEN || '';
 const RESUME_EVERY = Number(__ENV.RESUME_EVERY === undefined ? 2 : __ENV.RESUME_EVERY);
 const PROBE_TIMEOUT_MS = 10000;
 
-if (!['open', 'token'].includes(AUTH)) {
-  throw new Error(`AUTH must be open or token, not ${AUTH}`);
-}
 if (SERVER_TOKEN && !TOKEN_MODE) {
   throw new Error('SERVER_TOKEN needs AUTH=token');
 }
@@ -164,8 +160,6 @@ export const options = {
   summaryTrendStats: ['avg', 'med', 'p(95)', 'p(99)', 'max'],
 };
 
-const JSON_HEADERS = { 'Content-Type': 'application/json' };
-const bearer = (token) => ({ ...JSON_HEADERS, Authorization: `Bearer ${token}` });
 
 function socketUrl(base) {
   return `${base.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`;
@@ -238,20 +232,8 @@ function register(name) {
  * SERVER_TOKEN is accepted.
  */
 export function setup() {
+  expectAuthMode(BASE_URL);
   const anything = http.expectedStatuses({ min: 100, max: 599 });
-  const res = http.get(`${BASE_URL}/users?limit=1`, {
-    tags: { name: 'setup: GET /users' },
-    responseCallback: anything,
-  });
-  if (TOKEN_MODE && res.status !== 401) {
-    fail(
-      `AUTH=token, but ${BASE_URL} answers GET /users without a token with ${res.status}, ` +
-        'not 401: start it with --auth token (AUTH=token), or run without AUTH=token',
-    );
-  }
-  if (!TOKEN_MODE && res.status === 401) {
-    fail(`${BASE_URL} wants a bearer token (AUTH=token on the server): run with AUTH=token`);
-  }
   if (SERVER_TOKEN) {
     const as = http.get(`${BASE_URL}/users?limit=1`, {
       headers: bearer(SERVER_TOKEN),

@@ -50,12 +50,16 @@ struct Conn {
     cursor: Mutex<Cursor>,
 }
 
+/// An event waiting for a connection to catch up: offset, name, data.
+type Held = (Option<Offset>, &'static str, Box<RawValue>);
+
 #[derive(Default)]
 struct Cursor {
     /// The offset of the last event this connection was sent.
     last: Option<Offset>,
-    /// `Some` while a catch-up from the history is being sent: live events wait here.
-    held: Option<Vec<(Offset, &'static str, String)>>,
+    /// `Some` while a catch-up from the history is being sent: live events wait here (with
+    /// their offset; none for events to everyone).
+    held: Option<Vec<Held>>,
     /// A send failed (the socket's buffer was full): the next event starts a catch-up
     /// instead, so nothing is skipped while the history keeps it.
     behind: bool,
@@ -63,7 +67,7 @@ struct Cursor {
 
 impl Conn {
     fn cursor(&self) -> MutexGuard<'_, Cursor> {
-        self.cursor.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.cursor)
     }
 
     /// Sends the events held meanwhile (those it does not have yet), then lets live events
@@ -76,22 +80,23 @@ impl Conn {
         }
     }
 
-    /// A server connection's event: live, without offset (held while it is admitted).
-    fn send_live(&self, name: &'static str, data: &str) {
+    /// An event without offset (to everyone, or any event of a server connection): held
+    /// while the connection catches up, sent otherwise.
+    fn send_live(&self, name: &'static str, data: &RawValue) {
         let mut cursor = self.cursor();
         match &mut cursor.held {
-            Some(held) => held.push((Offset(0, 0), name, data.to_owned())),
+            Some(held) => held.push((None, name, data.to_owned())),
             None => drop(emit(&self.socket, name, data, None)),
         }
     }
 
     /// Sends an event at `offset` unless the connection already has it; `false` when the
-    /// socket could not take it (the connection is then behind). Server connections get
-    /// it without offset.
-    fn send(&self, cursor: &mut Cursor, name: &'static str, offset: Offset, data: &str) -> bool {
-        if self.user.is_none() {
+    /// socket could not take it (the connection is then behind). Events without offset,
+    /// and every event of a server connection, go without offset and are not kept.
+    fn send(&self, cursor: &mut Cursor, name: &'static str, offset: Option<Offset>, data: &RawValue) -> bool {
+        let (Some(offset), Some(_)) = (offset, self.user) else {
             return emit(&self.socket, name, data, None);
-        }
+        };
         if cursor.last.is_some_and(|last| offset <= last) {
             return true;
         }
@@ -109,6 +114,8 @@ impl Conn {
 pub struct Audiences {
     users: Mutex<HashMap<UserId, Vec<Arc<Conn>>>>,
     servers: Mutex<Vec<Arc<Conn>>>,
+    /// Connections admitted and not yet acknowledged, for their connect handler.
+    admitted: Mutex<HashMap<Sid, Arc<Conn>>>,
     /// Reads the histories that connections catch up from.
     service: OnceLock<Arc<Service>>,
 }
@@ -152,22 +159,24 @@ impl Audiences {
             },
             cursor: Mutex::new(Cursor { held: Some(Vec::new()), ..Cursor::default() }),
         });
-        match conn.user {
-            Some(user) => self.users_lock().entry(user).or_default().push(conn),
-            None => self.servers_lock().push(conn),
+        let user = conn.user;
+        match user {
+            Some(user) => self.users_lock().entry(user).or_default().push(conn.clone()),
+            None => self.servers_lock().push(conn.clone()),
         }
+        lock(&self.admitted).insert(sid, conn);
         let audiences = self.clone();
-        socket.on_disconnect(async move || audiences.leave(sid));
+        socket.on_disconnect(async move || audiences.leave(sid, user));
     }
 
     /// The connection is acknowledged: it gets what it missed after `offset` (if given),
     /// then the events held since it was admitted.
     async fn connected(self: &Arc<Self>, socket: &SocketRef, offset: Option<String>) {
-        let Some(conn) = self.find(socket.id) else {
+        let Some(conn) = lock(&self.admitted).remove(&socket.id) else {
             return;
         };
         if !socket.connected() {
-            return self.leave(socket.id);
+            return self.leave(socket.id, conn.user);
         }
         match (conn.user, offset) {
             (Some(user), Some(offset)) => self.catch_up(&conn, user, Some(offset)).await,
@@ -175,35 +184,38 @@ impl Audiences {
         }
     }
 
-    fn find(&self, sid: Sid) -> Option<Arc<Conn>> {
-        let users = self.users_lock();
-        let servers = self.servers_lock();
-        users.values().flatten().chain(servers.iter()).find(|conn| conn.socket.id == sid).cloned()
-    }
-
-    fn leave(&self, sid: Sid) {
-        self.users_lock().retain(|_, conns| {
+    /// Forgets a closed connection (of `user`, or a server connection).
+    fn leave(&self, sid: Sid, user: Option<UserId>) {
+        lock(&self.admitted).remove(&sid);
+        let Some(user) = user else {
+            return self.servers_lock().retain(|conn| conn.socket.id != sid);
+        };
+        let mut users = self.users_lock();
+        if let Some(conns) = users.get_mut(&user) {
             conns.retain(|conn| conn.socket.id != sid);
-            !conns.is_empty()
-        });
-        self.servers_lock().retain(|conn| conn.socket.id != sid);
+            if conns.is_empty() {
+                users.remove(&user);
+            }
+        }
     }
 
     fn users_lock(&self) -> MutexGuard<'_, HashMap<UserId, Vec<Arc<Conn>>>> {
-        self.users.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.users)
     }
 
     fn servers_lock(&self) -> MutexGuard<'_, Vec<Arc<Conn>>> {
-        self.servers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.servers)
     }
 
     /// Emits an addressed event to its users' connections here, each with its own offset,
-    /// and to the server connections; `false` when it is addressed to everyone.
+    /// and to the server connections. An event to everyone is left to the broadcast
+    /// (`false`) unless a connection is catching up: then each connection gets it in turn,
+    /// so that it stays behind the events it follows.
     pub fn deliver(self: &Arc<Self>, name: &'static str, incoming: &Incoming<'_>) -> bool {
         let Some(to) = &incoming.to else {
-            return false;
+            return self.deliver_to_everyone(name, incoming.data);
         };
-        let data = incoming.data.get();
+        let data = incoming.data;
         for (user, offset) in to {
             let (Some(user), Some(offset)) = (UserId::parse(user), Offset::parse(offset)) else {
                 continue;
@@ -212,20 +224,30 @@ impl Audiences {
             for conn in conns {
                 let mut cursor = conn.cursor();
                 if let Some(held) = &mut cursor.held {
-                    held.push((offset, name, data.to_owned()));
+                    held.push((Some(offset), name, data.to_owned()));
                 } else if cursor.behind {
-                    cursor.held = Some(vec![(offset, name, data.to_owned())]);
-                    let from = cursor.last.map(|o| o.to_string());
+                    cursor.held = Some(vec![(Some(offset), name, data.to_owned())]);
                     drop(cursor);
-                    let audiences = self.clone();
-                    tokio::spawn(async move { audiences.catch_up(&conn, user, from).await });
+                    self.spawn_catch_up(conn, user);
                 } else {
-                    conn.send(&mut cursor, name, offset, data);
+                    conn.send(&mut cursor, name, Some(offset), data);
                 }
             }
         }
         let servers = self.servers_lock().clone();
         for conn in servers {
+            conn.send_live(name, data);
+        }
+        true
+    }
+
+    fn deliver_to_everyone(&self, name: &'static str, data: &RawValue) -> bool {
+        let users = self.users_lock().values().flatten().cloned().collect::<Vec<_>>();
+        let all: Vec<Arc<Conn>> = users.into_iter().chain(self.servers_lock().iter().cloned()).collect();
+        if !all.iter().any(|conn| conn.cursor().held.is_some()) {
+            return false;
+        }
+        for conn in all {
             conn.send_live(name, data);
         }
         true
@@ -243,11 +265,17 @@ impl Audiences {
                 continue;
             }
             cursor.held = Some(Vec::new());
-            let from = cursor.last.map(|o| o.to_string());
             drop(cursor);
-            let audiences = self.clone();
-            tokio::spawn(async move { audiences.catch_up(&conn, user, from).await });
+            self.spawn_catch_up(conn, user);
         }
+    }
+
+    /// Catches a connection up from its last offset, on a task of its own (its cursor
+    /// already holds live events).
+    fn spawn_catch_up(self: &Arc<Self>, conn: Arc<Conn>, user: UserId) {
+        let from = conn.cursor().last.map(|o| o.to_string());
+        let audiences = self.clone();
+        tokio::spawn(async move { audiences.catch_up(&conn, user, from).await });
     }
 
     /// Sends what the connection missed after `from` (or `session.resync` when that cannot
@@ -268,26 +296,28 @@ impl Audiences {
                         continue;
                     };
                     let Some(name) = Event::known_name(event.event) else { continue };
-                    if !conn.send(&mut cursor, name, at, event.data.get()) {
+                    if !conn.send(&mut cursor, name, Some(at), event.data) {
                         break;
                     }
                 }
             }
             // Gone, unknown, or unreadable now: the client reloads its state instead.
             Ok(None) | Err(_) => {
-                emit(&conn.socket, "session.resync", "{}", None);
+                let empty = serde_json::value::to_raw_value(&serde_json::Map::new()).unwrap_or_default();
+                emit(&conn.socket, "session.resync", &empty, None);
             }
         }
         conn.release(&mut cursor);
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Emits one event to one socket; `false` (and counted as dropped) when its buffer is full.
-fn emit(socket: &SocketRef, name: &str, data: &str, offset: Option<&str>) -> bool {
-    let Ok(data) = RawValue::from_string(data.to_owned()) else {
-        return true;
-    };
-    let sent = socket.emit(name, &Payload { data: &data, offset }).is_ok();
+fn emit(socket: &SocketRef, name: &str, data: &RawValue, offset: Option<&str>) -> bool {
+    let sent = socket.emit(name, &Payload { data, offset }).is_ok();
     if !sent {
         metrics::events_dropped(1);
     }

@@ -182,9 +182,10 @@ async fn emit(io: &SocketIo, text: &str, audiences: Option<&Arc<Audiences>>) {
         // Only labels log lines: no OpenTelemetry fields to encode per event.
         tracing::info_span!("relay", event = name)
     };
-    // An addressed event goes to its audiences, each connection with its offset.
-    let addressed = span.in_scope(|| audiences.is_some_and(|a| a.deliver(name, &incoming)));
-    if !addressed && let Err(e) = io.emit(name, &Payload { data: incoming.data }).instrument(span).await {
+    // With AUTH=token an addressed event goes to its audiences, each connection with its
+    // offset (and an event to everyone too while a connection catches up); else one broadcast.
+    let delivered = span.in_scope(|| audiences.is_some_and(|a| a.deliver(name, &incoming)));
+    if !delivered && let Err(e) = io.emit(name, &Payload { data: incoming.data }).instrument(span).await {
         // A socket whose buffer is full (a client that does not keep up) misses the event.
         if let socketioxide::BroadcastError::Socket(missed) = &e {
             metrics::events_dropped(missed.len() as u64);

@@ -110,7 +110,7 @@ pub fn open(envelope: &str) -> Option<(Option<Vec<&str>>, u32, Duration, &str)> 
 
 /// An event's position in one user's history: a stream entry id, `<ms>-<seq>`,
 /// increasing per user.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Offset(pub u64, pub u64);
 
 impl Offset {

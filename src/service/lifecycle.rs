@@ -27,10 +27,10 @@ pub(super) struct Guard<'a> {
 
 /// A call after a transition was asked of it.
 #[derive(Debug)]
-pub struct Transitioned {
-    pub call: Call,
+struct Transitioned {
+    call: Call,
     /// Whether this request made the change (and published its events).
-    pub applied: bool,
+    applied: bool,
 }
 
 /// What a verified webhook did; a bounded metric label.
@@ -103,9 +103,11 @@ impl Service {
         let due = self.store.due_calls(Timestamp::now(), DUE_BATCH).await?;
         let mut fired = 0;
         for (id, deadline) in due {
+            let Some(call) = self.store.call(id).await? else { continue };
             let guard = Guard { claim: Some(deadline), once: None };
-            match self.transition(id, Transition::Deadline, guard).await {
-                Ok(Transitioned { call, applied: true }) => {
+            match self.try_transition(call, Transition::Deadline, guard).await {
+                // A skipped claim (the deadline moved meanwhile) is no change either.
+                Ok(Ok(Transitioned { call, applied: true })) => {
                     fired += 1;
                     let late = Timestamp::now().millis().saturating_sub(deadline.millis()).max(0);
                     let kind = call.end_reason.map_or("other", EndReason::as_str);
@@ -159,15 +161,6 @@ impl Service {
             Ok(_) | Err(Error::CallEnded(_)) => Ok(WebhookOutcome::Ignored),
             Err(e) => Err(e),
         }
-    }
-
-    /// Applies `transition` to the stored call; a skipped timer claim counts as no change.
-    async fn transition(&self, id: CallId, transition: Transition, guard: Guard<'_>) -> Result<Transitioned> {
-        let call = self.call(Actor::Server, id).await?;
-        Ok(match self.try_transition(call, transition, guard).await? {
-            Ok(done) => done,
-            Err(_) => Transitioned { call: self.call(Actor::Server, id).await?, applied: false },
-        })
     }
 
     /// Decides on `call` as read, and stores the outcome only if the call has not moved on

@@ -4,7 +4,7 @@
 
 mod lifecycle;
 
-pub use lifecycle::{Transitioned, WebhookOutcome};
+pub use lifecycle::WebhookOutcome;
 
 use crate::auth::{Minted, Tokens};
 use crate::domain::{

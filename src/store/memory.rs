@@ -28,12 +28,12 @@ struct State {
     histories: HashMap<String, History>,
 }
 
-/// One user's kept events, oldest first, and when the whole history expires (like a
-/// Redis key's `EXPIRE`, renewed by each event).
+/// One user's kept events, oldest first: at most the history's length, none older than its
+/// lifetime (what a Redis stream with `MAXLEN`, `MINID` and `EXPIRE` keeps).
+#[derive(Default)]
 struct History {
     entries: VecDeque<(Offset, String)>,
     last: Offset,
-    expires: Instant,
 }
 
 impl State {
@@ -43,24 +43,15 @@ impl State {
         let Some((users, max, ttl, body)) = events::open(envelope) else {
             return envelope.to_owned();
         };
-        let participants: Vec<String> = participants.iter().map(ToString::to_string).collect();
         let users: Vec<String> = match users {
             Some(users) => users.into_iter().map(str::to_owned).collect(),
-            None => participants,
+            None => participants.iter().map(ToString::to_string).collect(),
         };
-        let now = Instant::now();
         let ms = u64::try_from(Timestamp::now().millis()).unwrap_or_default();
         let offsets = users
             .into_iter()
             .map(|user| {
-                let history = self.histories.entry(user.clone()).or_insert_with(|| History {
-                    entries: VecDeque::new(),
-                    last: Offset(0, 0),
-                    expires: now,
-                });
-                if history.expires <= now {
-                    history.entries.clear();
-                }
+                let history = self.histories.entry(user.clone()).or_default();
                 history.last = history.last.next(ms);
                 history.entries.push_back((history.last, body.to_owned()));
                 let oldest_kept = ms.saturating_sub(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
@@ -69,7 +60,6 @@ impl State {
                 {
                     history.entries.pop_front();
                 }
-                history.expires = now + ttl.max(Duration::from_secs(1));
                 (user, history.last.to_string())
             })
             .collect::<Vec<_>>();
@@ -207,7 +197,7 @@ impl Store for MemoryStore {
         };
         let now_ms = u64::try_from(Timestamp::now().millis()).unwrap_or_default();
         let too_old = after.0 < now_ms.saturating_sub(u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX));
-        if too_old || history.expires <= Instant::now() || !history.entries.iter().any(|(offset, _)| *offset == after) {
+        if too_old || !history.entries.iter().any(|(offset, _)| *offset == after) {
             return Ok(None);
         }
         let missed = history.entries.iter().filter(|(offset, _)| *offset > after);
