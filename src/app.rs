@@ -13,7 +13,6 @@ use crate::service::{Identity, Service};
 use crate::store::{MemoryStore, RedisStore, Store, WaitReplicas};
 use crate::telemetry::metrics;
 use axum::Router;
-use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
@@ -96,17 +95,20 @@ impl App {
             draining: Arc::new(AtomicBool::new(false)),
         };
         let request_id = HeaderName::from_static(REQUEST_ID);
-        let router = http::router(state.clone())
-            .layer(sio_layer)
-            .layer(axum::middleware::from_fn(problem_for_protocol_errors))
-            .layer(
-                ServiceBuilder::new()
-                    .layer(axum::middleware::map_request(drop_unsafe_request_id))
-                    .layer(axum::middleware::map_request_with_state(cfg.body_timeout, body_deadline))
-                    .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                    .layer(PropagateRequestIdLayer::new(request_id))
-                    .layer(cors(&cfg.cors_origins)?),
-            );
+        let body_timeout = cfg.body_timeout;
+        // One layer stack, outermost first. Each `Router::layer` call boxes every route's
+        // service and future once more, and axum's `map_request` boxes its future: a pending
+        // long poll holds all of those for up to 25 s (L4b).
+        let router = http::router(state.clone()).layer(
+            ServiceBuilder::new()
+                .map_request(drop_unsafe_request_id)
+                .map_request(move |req| body_deadline(body_timeout, req))
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(cors(&cfg.cors_origins)?)
+                .layer(axum::middleware::from_fn(problem_for_protocol_errors))
+                .layer(sio_layer),
+        );
         Ok(Self { router, io, state, redis, tasks })
     }
 
@@ -236,13 +238,13 @@ async fn problem_for_protocol_errors(req: axum::extract::Request, next: Next) ->
 }
 
 /// A body must arrive whole within BODY_TIMEOUT, however slowly it drips.
-async fn body_deadline(State(timeout): State<Duration>, req: axum::extract::Request) -> axum::extract::Request {
+fn body_deadline(timeout: Duration, req: axum::extract::Request) -> axum::extract::Request {
     req.map(|body| axum::body::Body::new(DeadlineBody::new(timeout, body)))
 }
 
 /// A client's `x-request-id` is echoed and logged: one longer than 128 characters or with
 /// characters outside a safe set is dropped, so that a fresh one replaces it.
-async fn drop_unsafe_request_id(mut req: axum::extract::Request) -> axum::extract::Request {
+fn drop_unsafe_request_id(mut req: axum::extract::Request) -> axum::extract::Request {
     let safe = |v: &HeaderValue| {
         let b = v.as_bytes();
         !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:+/=@".contains(c))

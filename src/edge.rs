@@ -9,8 +9,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1::Builder;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::io;
@@ -45,12 +45,10 @@ access-control-allow-origin: *\r\nretry-after: 1\r\nconnection: close\r\ncontent
 /// finish for at most `limits.shutdown_grace`.
 pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdown: impl Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes);
+    // HTTP/1.1 only, as behind any ingress: no HTTP/2 preface sniffing per connection, and a
+    // pending long poll's connection task is the size of an HTTP/1 connection alone.
+    let mut builder = Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(limits.max_header_bytes);
     // Closed when shutdown begins: every connection then finishes its request and closes.
     let (stop_tx, stop_rx) = watch::channel(());
     // Every connection task holds a receiver; `closed()` completes once all are gone.
@@ -82,7 +80,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdo
         let service = TowerToHyperService::new(router.clone().map_request(|req: Request<Incoming>| req.map(Body::new)));
         let (builder, mut stop, done) = (builder.clone(), stop_rx.clone(), done_rx.clone());
         tokio::spawn(async move {
-            let mut conn = pin!(builder.serve_connection_with_upgrades(io, service));
+            let mut conn = pin!(builder.serve_connection(io, service).with_upgrades());
             tokio::select! {
                 served = conn.as_mut() => {
                     if let Err(e) = served {
