@@ -14,8 +14,6 @@ use crate::store::{MemoryStore, RedisStore, Store, WaitReplicas};
 use crate::telemetry::metrics;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
-use axum::response::IntoResponse;
 use fred::clients::SubscriberClient;
 use fred::prelude::{Builder, Client, ClientLike, ReconnectPolicy};
 use fred::types::config::{Options, TlsConnector};
@@ -106,7 +104,6 @@ impl App {
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(cors(&cfg.cors_origins)?)
-                .layer(axum::middleware::from_fn(problem_for_protocol_errors))
                 .layer(sio_layer),
         );
         Ok(Self { router, io, state, redis, tasks })
@@ -210,31 +207,6 @@ async fn watch_connections(client: Client, subscriber: SubscriberClient) {
         metrics::redis_connected("data", client.is_connected());
         metrics::redis_connected("subscriber", subscriber.is_connected());
     }
-}
-
-/// Engine.IO's own refusals (an unknown session, a polling payload over maxPayload, a bad
-/// handshake) become problem documents like every other error of the API; the CORS layer
-/// outside adds its headers to them too.
-async fn problem_for_protocol_errors(req: axum::extract::Request, next: Next) -> axum::response::Response {
-    let engine_io = req.uri().path().starts_with("/socket.io/");
-    let response = next.run(req).await;
-    let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if !engine_io || !(status.is_client_error() || status.is_server_error()) || is_problem {
-        return response;
-    }
-    let said = axum::body::to_bytes(response.into_body(), 1024).await.unwrap_or_default();
-    let code = match status.as_u16() {
-        400 => "bad_request",
-        403 => "forbidden",
-        404 => "not_found",
-        413 => "payload_too_large",
-        _ => "protocol_error",
-    };
-    http::ApiError::new(status, code, String::from_utf8_lossy(&said)).into_response()
 }
 
 /// A body must arrive whole within BODY_TIMEOUT, however slowly it drips.

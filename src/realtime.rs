@@ -5,10 +5,14 @@
 use crate::audience::Audiences;
 use crate::domain::Event;
 use crate::events::{self, Delivery, EventBus, Incoming};
+use crate::http::ApiError;
 use crate::service::Service;
 use crate::telemetry::{metrics, trace};
-use axum::http::{HeaderName, HeaderValue, Request, Uri, header};
-use futures::StreamExt;
+use axum::body::{Body, Bytes, HttpBody};
+use axum::http::{HeaderName, HeaderValue, Request, Response, Uri, header};
+use axum::response::IntoResponse;
+use futures::future::MapOk;
+use futures::{FutureExt, StreamExt, TryFutureExt};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use socketioxide::layer::SocketIoLayer;
@@ -75,21 +79,57 @@ impl<S: Clone> tower::Layer<S> for Layer {
 #[derive(Clone)]
 pub struct OwnedHead<S>(S);
 
-impl<S, B> tower::Service<Request<B>> for OwnedHead<S>
+impl<S, B, R> tower::Service<Request<B>> for OwnedHead<S>
 where
-    S: tower::Service<Request<B>>,
+    S: tower::Service<Request<B>, Response = Response<R>>,
+    R: HttpBody<Data = Bytes> + Send + 'static,
+    R::Error: Into<axum::BoxError>,
 {
-    type Response = S::Response;
+    type Response = axum::response::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = MapOk<S::Future, fn(Response<R>) -> axum::response::Response>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.0.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        self.0.call(owned_head(req))
+        let answer: fn(Response<R>) -> axum::response::Response = match is_engine_io(&req) {
+            true => problem_for_refusal,
+            false => |response| response.map(Body::new),
+        };
+        self.0.call(owned_head(req)).map_ok(answer)
     }
+}
+
+fn is_engine_io<B>(req: &Request<B>) -> bool {
+    req.uri().path().starts_with("/socket.io/")
+}
+
+/// Engine.IO's own refusals (an unknown session, a polling payload over maxPayload, a bad
+/// handshake) become problem documents like every other error of the API, with what
+/// Engine.IO said as the detail. Its bodies are in memory, so reading one never waits.
+fn problem_for_refusal<R>(response: Response<R>) -> axum::response::Response
+where
+    R: HttpBody<Data = Bytes> + Send + 'static,
+    R::Error: Into<axum::BoxError>,
+{
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response.map(Body::new);
+    }
+    let said = axum::body::to_bytes(Body::new(response.into_body()), 1024)
+        .now_or_never()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let code = match status.as_u16() {
+        400 => "bad_request",
+        403 => "forbidden",
+        404 => "not_found",
+        413 => "payload_too_large",
+        _ => "protocol_error",
+    };
+    ApiError::new(status, code, String::from_utf8_lossy(&said)).into_response()
 }
 
 /// An Engine.IO request rebuilt from copies: method, version, URI, the [`kept_headers`], and
@@ -97,7 +137,7 @@ where
 /// there, such as the original URI, points into the read buffer too). Anything else is
 /// returned as it is.
 fn owned_head<B>(req: Request<B>) -> Request<B> {
-    if !req.uri().path().starts_with("/socket.io/") {
+    if !is_engine_io(&req) {
         return req;
     }
     let (mut parts, body) = req.into_parts();
