@@ -20,7 +20,8 @@ cargo build --release --locked -p switchboard-bench
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 bin_dir=${CARGO_TARGET_DIR:-target}/release
-harness=("$bin_dir/switchboard-bench" --bin "$bin_dir/switchboard" "$@")
+# SWITCHBOARD_BIN: another build of the server (loadtest/upstream/bench.sh sets it).
+harness=("$bin_dir/switchboard-bench" --bin "${SWITCHBOARD_BIN:-$bin_dir/switchboard}" "$@")
 if [ "$(nproc)" -ge 2 ]; then
   harness=(taskset -c 1 "${harness[@]}")
 else
