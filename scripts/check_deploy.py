@@ -57,8 +57,9 @@ AUTH_SECRET_MIN_BYTES = 32
 # After DRAIN_PERIOD and SHUTDOWN_GRACE, a replica still closes its sockets, gives the ops
 # port 1 s and closes Redis: the orchestrator's grace must leave this much on top.
 SHUTDOWN_MARGIN = 5
-# Memory a replica needs: ~29 KiB per idle websocket (loadtest/README.md, L4) on top of
-# ~30 MiB at rest, rounded up to leave room for requests in flight.
+# Memory a replica needs per connection: an idle websocket measures ~18 KiB and an idle
+# polling session ~23 KiB (loadtest/README.md, L4 and L4b); 29 KiB leaves room for
+# connections that are not idle. On top of ~30 MiB at rest, rounded up for requests in flight.
 BYTES_PER_CONNECTION = 29 * 1024
 BYTES_AT_REST = 64 * 1024 * 1024
 # Values a committed Secret may hold; anything else looks like a real credential.
