@@ -14,6 +14,7 @@ use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::Sid;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// What a client sends in the connect packet: `io(url, { auth: { token, offset } })`.
@@ -48,6 +49,8 @@ struct Conn {
     /// `None`: a server connection (every event, live, without offsets).
     user: Option<UserId>,
     cursor: Mutex<Cursor>,
+    /// The replica's count of connections holding live events (see [`Conn::hold`]).
+    catching_up: Arc<AtomicUsize>,
 }
 
 /// An event waiting for a connection to catch up: offset, name, data.
@@ -70,14 +73,24 @@ impl Conn {
         lock(&self.cursor)
     }
 
+    /// Holds live events from now on (a catch-up begins), starting with `first`. Counted, so
+    /// that an event to everyone takes the slow path only while some connection holds.
+    fn hold(&self, cursor: &mut Cursor, first: Vec<Held>) {
+        if cursor.held.replace(first).is_none() {
+            self.catching_up.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     /// Sends the events held meanwhile (those it does not have yet), then lets live events
-    /// through.
+    /// through: uncounted only once they are out, so no broadcast overtakes them.
     fn release(&self, cursor: &mut Cursor) {
-        for (at, name, data) in cursor.held.take().unwrap_or_default() {
+        let Some(held) = cursor.held.take() else { return };
+        for (at, name, data) in held {
             if cursor.behind || !self.send(cursor, name, at, &data) {
                 break;
             }
         }
+        self.catching_up.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// An event without offset (to everyone, or any event of a server connection): held
@@ -109,6 +122,15 @@ impl Conn {
     }
 }
 
+impl Drop for Conn {
+    /// A connection gone while it held (closed before its catch-up ended) is uncounted.
+    fn drop(&mut self) {
+        if self.cursor.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).held.is_some() {
+            self.catching_up.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
 /// This replica's authenticated connections, by user, and its server connections.
 #[derive(Default)]
 pub struct Audiences {
@@ -116,6 +138,8 @@ pub struct Audiences {
     servers: Mutex<Vec<Arc<Conn>>>,
     /// Connections admitted and not yet acknowledged, for their connect handler.
     admitted: Mutex<HashMap<Sid, Arc<Conn>>>,
+    /// How many connections hold live events while they catch up.
+    catching_up: Arc<AtomicUsize>,
     /// Reads the histories that connections catch up from.
     service: OnceLock<Arc<Service>>,
 }
@@ -157,8 +181,10 @@ impl Audiences {
                 Actor::User(user) => Some(user),
                 Actor::Server | Actor::Anyone => None,
             },
-            cursor: Mutex::new(Cursor { held: Some(Vec::new()), ..Cursor::default() }),
+            cursor: Mutex::default(),
+            catching_up: self.catching_up.clone(),
         });
+        conn.hold(&mut conn.cursor(), Vec::new());
         let user = conn.user;
         match user {
             Some(user) => self.users_lock().entry(user).or_default().push(conn.clone()),
@@ -226,7 +252,7 @@ impl Audiences {
                 if let Some(held) = &mut cursor.held {
                     held.push((Some(offset), name, data.to_owned()));
                 } else if cursor.behind {
-                    cursor.held = Some(vec![(Some(offset), name, data.to_owned())]);
+                    conn.hold(&mut cursor, vec![(Some(offset), name, data.to_owned())]);
                     drop(cursor);
                     self.spawn_catch_up(conn, user);
                 } else {
@@ -242,11 +268,11 @@ impl Audiences {
     }
 
     fn deliver_to_everyone(&self, name: &'static str, data: &RawValue) -> bool {
-        let users = self.users_lock().values().flatten().cloned().collect::<Vec<_>>();
-        let all: Vec<Arc<Conn>> = users.into_iter().chain(self.servers_lock().iter().cloned()).collect();
-        if !all.iter().any(|conn| conn.cursor().held.is_some()) {
+        if self.catching_up.load(Ordering::SeqCst) == 0 {
             return false;
         }
+        let mut all: Vec<Arc<Conn>> = self.users_lock().values().flatten().cloned().collect();
+        all.extend(self.servers_lock().iter().cloned());
         for conn in all {
             conn.send_live(name, data);
         }
@@ -264,7 +290,7 @@ impl Audiences {
                 // Already catching up; it reads the history after this moment anyway.
                 continue;
             }
-            cursor.held = Some(Vec::new());
+            conn.hold(&mut cursor, Vec::new());
             drop(cursor);
             self.spawn_catch_up(conn, user);
         }

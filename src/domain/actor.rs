@@ -31,10 +31,7 @@ impl Actor {
 
     /// Whether the call is visible: calls are private to their two parties.
     pub fn may_see(self, call: &Call) -> bool {
-        match self {
-            Self::User(me) => call.involves(me),
-            Self::Anyone | Self::Server => true,
-        }
+        self.own_calls().is_none_or(|me| call.involves(me))
     }
 
     /// The only user whose calls a listing may show, if limited to one.
