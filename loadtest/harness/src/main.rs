@@ -26,11 +26,11 @@ struct Args {
     smoke: bool,
     /// Implementations to compare.
     #[arg(long, value_delimiter = ',', default_value = "switchboard,node")]
-    impls: Vec<String>,
+    impls: Vec<Impl>,
     /// switchboard's auth modes to run (`AUTH`): `token` runs L1–L3 again with bearer tokens
     /// (L3 as L3t: each event to its 2 users among many sockets); the baseline runs open only.
     #[arg(long, value_delimiter = ',', default_value = "open,token")]
-    auth: Vec<String>,
+    auth: Vec<Auth>,
     /// Scenarios to run (L6 against switchboard only: the baseline has no call lifecycle).
     #[arg(long, value_delimiter = ',', default_value = "L1,L2,L3,L4,L4b,L5,L6")]
     only: Vec<String>,
@@ -154,28 +154,6 @@ impl Args {
     fn wants(&self, id: &str) -> bool {
         self.only.iter().any(|s| s.eq_ignore_ascii_case(id))
     }
-}
-
-fn parse_auth(names: &[String]) -> Result<Vec<Auth>, String> {
-    names
-        .iter()
-        .map(|n| match n.as_str() {
-            "open" => Ok(Auth::Open),
-            "token" => Ok(Auth::Token),
-            other => Err(format!("unknown auth mode {other}")),
-        })
-        .collect()
-}
-
-fn parse_impls(names: &[String]) -> Result<Vec<Impl>, String> {
-    names
-        .iter()
-        .map(|n| match n.as_str() {
-            "switchboard" => Ok(Impl::Switchboard),
-            "node" => Ok(Impl::Node),
-            other => Err(format!("unknown implementation {other}")),
-        })
-        .collect()
 }
 
 /// Runs L1–L3 against switchboard with `AUTH=token`; results land in `results` (indexed
@@ -319,20 +297,6 @@ async fn bench_impl(imp: Impl, args: &Args, sizes: &Sizes, launcher: &Launcher, 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let impls = match parse_impls(&args.impls) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let auths = match parse_auth(&args.auth) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let sizes = args.sizes();
     let pin = |cpus: &str| Some(cpus.to_string()).filter(|c| !c.is_empty());
     let redis = match Redis::start(args.redis_port, pin(&args.redis_cpus).as_deref(), &args.work_dir.join("redis")) {
@@ -356,9 +320,9 @@ async fn main() -> ExitCode {
     // per_impl[i][s]: implementation (and auth mode) i, scenario s. The baseline and
     // switchboard open run every scenario, switchboard token L1–L3.
     let mut per_impl: Vec<Vec<ImplResult>> = Vec::new();
-    for &imp in &impls {
+    for &imp in &args.impls {
         let modes = match imp {
-            Impl::Switchboard => auths.clone(),
+            Impl::Switchboard => args.auth.clone(),
             Impl::Node => vec![Auth::Open],
         };
         for auth in modes {
