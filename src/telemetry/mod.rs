@@ -1,6 +1,7 @@
 //! How operators see a replica: logs (text or JSON lines), traces (OpenTelemetry, OTLP
 //! when `OTEL_EXPORTER_OTLP_ENDPOINT` is set) and metrics ([`metrics`]).
 
+mod fields;
 pub mod metrics;
 pub mod trace;
 
@@ -52,6 +53,7 @@ pub fn init(format: LogFormat) -> Telemetry {
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
+            .fmt_fields(fields::JsonSpanFields)
             .boxed(),
     };
     if let Err(e) = tracing_subscriber::registry().with(otel).with(fmt.with_filter(filter)).try_init() {
