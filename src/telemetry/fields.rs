@@ -19,10 +19,15 @@ use tracing_subscriber::fmt::format::Writer;
 pub struct JsonSpanFields;
 
 impl<'writer> FormatFields<'writer> for JsonSpanFields {
+    /// Written into a local buffer first and handed over in one piece: the span's buffer
+    /// starts empty, and growing it field by field reallocates it several times.
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'writer>, fields: R) -> fmt::Result {
-        let mut object = Object { out: &mut writer, empty: true, result: Ok(()) };
+        let mut text = String::with_capacity(256);
+        let mut buffer = Writer::new(&mut text);
+        let mut object = Object { out: &mut buffer, empty: true, result: Ok(()) };
         fields.record(&mut object);
-        object.close()
+        object.close()?;
+        writer.write_str(&text)
     }
 
     /// Fields recorded later are appended to the object. A name recorded twice appears
@@ -39,6 +44,7 @@ impl<'writer> FormatFields<'writer> for JsonSpanFields {
         } else if current.fields.ends_with('}') {
             current.fields.pop();
         }
+        current.fields.reserve(64);
         let mut writer = current.as_writer();
         let mut object = Object { out: &mut writer, empty, result: Ok(()) };
         fields.record(&mut object);
@@ -67,10 +73,11 @@ impl Object<'_, '_> {
         }
     }
 
-    fn string(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+    /// A string value, written by `write` through the escaping writer.
+    fn string(&mut self, field: &Field, write: impl FnOnce(&mut Escaped<'_, Writer<'_>>) -> fmt::Result) {
         self.pair(field, |out| {
             out.write_char('"')?;
-            Escaped(&mut *out).write_fmt(value)?;
+            write(&mut Escaped(&mut *out))?;
             out.write_char('"')
         });
     }
@@ -83,15 +90,15 @@ impl Object<'_, '_> {
 
 impl Visit for Object<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.string(field, format_args!("{value}"));
+        self.string(field, |out| out.write_str(value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.string(field, format_args!("{value:?}"));
+        self.string(field, |out| write!(out, "{value:?}"));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.string(field, format_args!("{value}"));
+        self.string(field, |out| write!(out, "{value}"));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
