@@ -223,8 +223,8 @@ async fn emit(io: &SocketIo, text: &str, audiences: Option<&Arc<Audiences>>) {
         }
         span
     } else {
-        // Only labels log lines: no OpenTelemetry fields to encode per event.
-        tracing::info_span!("relay", event = name)
+        // No span: it would only label log lines, and the ones below name the event.
+        tracing::Span::none()
     };
     // With AUTH=token an addressed event goes to its audiences, each connection with its
     // offset (and an event to everyone too while a connection catches up); else one broadcast.
