@@ -16,15 +16,20 @@ use crate::service::Service;
 use crate::telemetry::{metrics, trace};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 use tracing::Instrument;
+use tracing::instrument::Instrumented;
 
 /// What handlers share.
 #[derive(Clone)]
@@ -61,7 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .route_layer(middleware::from_fn(track))
+        .route_layer(tower::layer::layer_fn(Track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), close_when_draining))
@@ -70,43 +75,88 @@ pub fn router(state: AppState) -> Router {
 
 /// Traces, counts and times every routed request by its route template (never its ids).
 /// The span continues the caller's W3C trace and names the request id and trace id, so
-/// every log line of the request carries both.
-async fn track(path: MatchedPath, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let route = path.as_str();
+/// every log line of the request carries both. A tower service rather than axum's
+/// `from_fn`, which clones the route's service and boxes two futures per request.
+#[derive(Clone)]
+struct Track<S>(S);
+
+impl<S> tower::Service<Request> for Track<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Unpin,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Tracked<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let span = request_span(&req, &method, route.as_ref().map_or("", MatchedPath::as_str));
+        metrics::http_in_flight(1.0);
+        Tracked { inner: self.0.call(req).instrument(span.clone()), span, started, method, route }
+    }
+}
+
+/// The request's span: with OpenTelemetry's fields when traces are exported.
+fn request_span(req: &Request, method: &Method, route: &str) -> tracing::Span {
     let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let span = if trace::exporting() {
-        let span = tracing::info_span!(
-            "request",
-            otel.name = %format_args!("{method} {route}"),
-            otel.kind = "server",
-            http.request.method = %method,
-            http.route = route,
-            http.response.status_code = tracing::field::Empty,
-            request_id,
-            trace_id = tracing::field::Empty,
-        );
-        trace::continue_from_headers(&span, req.headers());
-        if let Some(id) = trace::trace_id(&span) {
-            span.record("trace_id", id);
-        }
-        span
-    } else {
+    if !trace::exporting() {
         // Without an exporter the span only labels the request's log lines. The JSON log
         // format encodes every field of a span when it is created (and again on each
         // `record`): the OpenTelemetry-only fields cost ~9 % of a small request's CPU.
-        tracing::info_span!("request", http.request.method = method.as_str(), http.route = route, request_id)
-    };
-    metrics::http_in_flight(1.0);
-    let response = next.run(req).instrument(span.clone()).await;
-    metrics::http_in_flight(-1.0);
-    let status = response.status().as_u16();
-    span.record("http.response.status_code", status);
-    metrics::http_request(method.as_str(), route, status, started.elapsed());
-    let duration_ms = started.elapsed().as_secs_f64() * 1e3;
-    span.in_scope(|| tracing::debug!(status, duration_ms, "request served"));
-    response
+        return tracing::info_span!("request", http.request.method = method.as_str(), http.route = route, request_id);
+    }
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+        request_id,
+        trace_id = tracing::field::Empty,
+    );
+    trace::continue_from_headers(&span, req.headers());
+    if let Some(id) = trace::trace_id(&span) {
+        span.record("trace_id", id);
+    }
+    span
+}
+
+/// A routed request being served; counted in flight until it is dropped, answered or not.
+struct Tracked<F> {
+    inner: Instrumented<F>,
+    span: tracing::Span,
+    started: Instant,
+    method: Method,
+    route: Option<MatchedPath>,
+}
+
+impl<F: Future<Output = Result<Response, Infallible>> + Unpin> Future for Tracked<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Ok(response) = std::task::ready!(Pin::new(&mut self.inner).poll(cx));
+        let status = response.status().as_u16();
+        let route = self.route.as_ref().map_or("", MatchedPath::as_str);
+        self.span.record("http.response.status_code", status);
+        metrics::http_request(self.method.as_str(), route, status, self.started.elapsed());
+        let duration_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        self.span.in_scope(|| tracing::debug!(status, duration_ms, "request served"));
+        Poll::Ready(Ok(response))
+    }
+}
+
+impl<F> Drop for Tracked<F> {
+    fn drop(&mut self) {
+        metrics::http_in_flight(-1.0);
+    }
 }
 
 /// While draining, every response closes its connection: a load balancer then holds no
