@@ -92,6 +92,7 @@ impl App {
             body_limit: cfg.body_limit,
             draining: Arc::new(AtomicBool::new(false)),
         };
+        let draining = state.draining.clone();
         let request_id = HeaderName::from_static(REQUEST_ID);
         let body_timeout = cfg.body_timeout;
         // One layer stack, outermost first. Each `Router::layer` call boxes every route's
@@ -104,7 +105,9 @@ impl App {
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(cors(&cfg.cors_origins)?)
-                .layer(sio_layer),
+                .layer(sio_layer)
+                // Below the Socket.IO layer: a websocket's 101 keeps its `Connection: upgrade`.
+                .map_response(move |response| http::close_when_draining(&draining, response)),
         );
         Ok(Self { router, io, state, redis, tasks })
     }

@@ -15,9 +15,8 @@ pub use error::ApiError;
 use crate::service::Service;
 use crate::telemetry::{metrics, trace};
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -69,7 +68,6 @@ pub fn router(state: AppState) -> Router {
         .route_layer(tower::layer::layer_fn(Track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), close_when_draining))
         .with_state(state)
 }
 
@@ -162,9 +160,8 @@ impl<F> Drop for Tracked<F> {
 /// While draining, every response closes its connection: a load balancer then holds no
 /// idle keep-alive connection to this replica that could break under a request when the
 /// replica stops (a POST on such a connection cannot be retried safely).
-async fn close_when_draining(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
-    if app.is_draining() {
+pub fn close_when_draining(draining: &AtomicBool, mut response: Response) -> Response {
+    if draining.load(Ordering::Acquire) {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
