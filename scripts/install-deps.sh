@@ -5,7 +5,9 @@
 # there and name the package when it is not. Idempotent: a second run installs nothing.
 #
 #   Debian packages  redis-server redis-tools (Redis in every shape), openssl (the TLS shape's
-#                    certificates), nginx-light (the local cluster's load balancer),
+#                    certificates), nginx-light (the local cluster's load balancer), curl,
+#                    iproute2 (ss) and procps (pgrep, kill), which the scripts and tests
+#                    call and a minimal image lacks,
 #                    chromium (the browser test), python3-venv; docker-compose
 #                    and kubectl only when no Compose validator or Kustomize renderer is
 #                    present
@@ -34,6 +36,9 @@ wanted=(
   "nginx nginx-light"
   "chromium chromium"
   "openssl openssl"
+  "curl curl"
+  "ss iproute2"
+  "pgrep procps" # also /usr/bin/kill, which the tests run (bash's kill is a builtin)
 )
 missing=()
 for entry in "${wanted[@]}"; do
