@@ -144,8 +144,9 @@ impl<F: Future<Output = Result<Response, Infallible>> + Unpin> Future for Tracke
         let status = response.status().as_u16();
         let route = self.route.as_ref().map_or("", MatchedPath::as_str);
         self.span.record("http.response.status_code", status);
-        metrics::http_request(self.method.as_str(), route, status, self.started.elapsed());
-        let duration_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        let elapsed = self.started.elapsed();
+        metrics::http_request(self.method.as_str(), route, status, elapsed);
+        let duration_ms = elapsed.as_secs_f64() * 1e3;
         self.span.in_scope(|| tracing::debug!(status, duration_ms, "request served"));
         Poll::Ready(Ok(response))
     }
