@@ -79,8 +79,8 @@ impl App {
         let (sio_layer, io) = realtime::layer();
         realtime::serve(&io, audiences.as_ref().map(|a| (a, service.clone())));
         let mut tasks = vec![
-            realtime::spawn_relay(bus.as_ref(), io.clone(), audiences),
-            tokio::spawn(realtime::count_clients(io.clone())),
+            realtime::spawn_relay(bus.as_ref(), io.clone(), audiences.clone()),
+            tokio::spawn(realtime::count_clients(io.clone(), audiences)),
             tokio::spawn(fire_timers(service.clone())),
         ];
         if let Some((client, subscriber)) = &redis {

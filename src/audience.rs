@@ -2,6 +2,12 @@
 //! it is in the connect packet; each event reaches only the connections of its audience on
 //! this replica; a client that reconnects with the last offset it saw first receives what
 //! it missed, then the live stream, with no gap and no duplicate between the two.
+//!
+//! A connection that cannot take an event (its socket's buffer is full), or whose replica
+//! missed events on the bus, catches up by itself: it holds live events, reads what it
+//! missed from its user's history page by page as its socket drains, then sends what it
+//! held. What no history keeps (events to everyone, every event of a server connection) is
+//! owed as `session.resync` instead of lost in silence.
 
 use crate::domain::{Actor, Event, UserId};
 use crate::events::{Incoming, Offset};
@@ -16,6 +22,29 @@ use socketioxide::socket::Sid;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// History events read at once while catching up: about what a socket's buffer (128
+/// packets) takes, so a client that reads slowly costs reads of this size, not of the
+/// whole history, each time it drains.
+const PAGE: usize = 64;
+/// How soon a connection whose socket was full tries again: it is caught up within about
+/// this long after its socket can take events again, whatever its user does.
+const RETRY: Duration = Duration::from_millis(250);
+/// Live events one connection holds while it catches up; beyond, they are given up and
+/// `session.resync` is owed (a client that never reads costs at most this much).
+const HELD_MAX: usize = 256;
+/// History reads of catch-ups in flight at once on a replica: after a gap in the bus,
+/// thousands of connections catch up through this many reads, not all at once.
+const READS: usize = 16;
+/// After a gap in the bus, the `session.resync`s owed (each a reload through the REST API)
+/// are spread over this much time per connection, up to [`RESYNC_SPREAD_MAX`].
+const RESYNC_SPREAD_PER_CONN: Duration = Duration::from_millis(1);
+const RESYNC_SPREAD_MAX: Duration = Duration::from_secs(10);
+/// A connection admitted by the middleware whose transport closed before its connect was
+/// acknowledged never reaches the connect handler: after this long it is forgotten.
+const ADMIT_GRACE: Duration = Duration::from_secs(1);
 
 /// What a client sends in the connect packet: `io(url, { auth: { token, offset } })`.
 #[derive(Deserialize)]
@@ -60,12 +89,13 @@ type Held = (Option<Offset>, &'static str, Box<RawValue>);
 struct Cursor {
     /// The offset of the last event this connection was sent.
     last: Option<Offset>,
-    /// `Some` while a catch-up from the history is being sent: live events wait here (with
-    /// their offset; none for events to everyone).
+    /// `Some` while the connection catches up: live events wait here, in order (with their
+    /// offset; none for events to everyone).
     held: Option<Vec<Held>>,
-    /// A send failed (the socket's buffer was full): the next event starts a catch-up
-    /// instead, so nothing is skipped while the history keeps it.
-    behind: bool,
+    /// Events were missed that no history gives back: `session.resync` goes first.
+    lost: bool,
+    /// The replica missed events after this catch-up read the history: read it again.
+    stale: bool,
 }
 
 impl Conn {
@@ -73,51 +103,83 @@ impl Conn {
         lock(&self.cursor)
     }
 
-    /// Holds live events from now on (a catch-up begins), starting with `first`. Counted, so
-    /// that an event to everyone takes the slow path only while some connection holds.
-    fn hold(&self, cursor: &mut Cursor, first: Vec<Held>) {
-        if cursor.held.replace(first).is_none() {
-            self.catching_up.fetch_add(1, Ordering::SeqCst);
+    /// Holds live events from now on; `true` when it was not holding yet (the caller then
+    /// starts the catch-up). Counted, so that an event to everyone takes the slow path only
+    /// while some connection holds.
+    fn hold(&self, cursor: &mut Cursor) -> bool {
+        if cursor.held.is_some() {
+            return false;
         }
+        cursor.held = Some(Vec::new());
+        self.catching_up.fetch_add(1, Ordering::SeqCst);
+        true
     }
 
-    /// Sends the events held meanwhile (those it does not have yet), then lets live events
-    /// through: uncounted only once they are out, so no broadcast overtakes them.
-    fn release(&self, cursor: &mut Cursor) {
-        let Some(held) = cursor.held.take() else { return };
-        for (at, name, data) in held {
-            if cursor.behind || !self.send(cursor, name, at, &data) {
-                break;
-            }
+    /// Keeps a live event while holding; over [`HELD_MAX`] what was held is given up.
+    fn keep(cursor: &mut Cursor, event: Held) {
+        let Some(held) = &mut cursor.held else { return };
+        if held.len() >= HELD_MAX {
+            metrics::events_dropped(held.len() as u64);
+            held.clear();
+            cursor.lost = true;
         }
-        self.catching_up.fetch_sub(1, Ordering::SeqCst);
+        held.push(event);
     }
 
-    /// An event without offset (to everyone, or any event of a server connection): held
-    /// while the connection catches up, sent otherwise.
-    fn send_live(&self, name: &'static str, data: &RawValue) {
-        let mut cursor = self.cursor();
-        match &mut cursor.held {
-            Some(held) => held.push((None, name, data.to_owned())),
-            None => drop(emit(&self.socket, name, data, None)),
-        }
-    }
-
-    /// Sends an event at `offset` unless the connection already has it; `false` when the
-    /// socket could not take it (the connection is then behind). Events without offset,
-    /// and every event of a server connection, go without offset and are not kept.
+    /// Sends an event now unless the connection already has it; `false` when the socket
+    /// could not take it. Events without offset, and every event of a server connection,
+    /// go without offset.
     fn send(&self, cursor: &mut Cursor, name: &'static str, offset: Option<Offset>, data: &RawValue) -> bool {
-        let (Some(offset), Some(_)) = (offset, self.user) else {
+        let Some(offset) = offset.filter(|_| self.user.is_some()) else {
             return emit(&self.socket, name, data, None);
         };
         if cursor.last.is_some_and(|last| offset <= last) {
             return true;
         }
-        if !emit(&self.socket, name, data, Some(&offset.to_string())) {
-            cursor.behind = true;
+        let sent = emit(&self.socket, name, data, Some(&offset.to_string()));
+        if sent {
+            cursor.last = Some(offset);
+        }
+        sent
+    }
+
+    /// The socket could not take an event: hold from now on; `true` when the caller must
+    /// start the catch-up. An event the user's history does not keep for this connection
+    /// (none of a server connection, none to everyone, none before its first offset) is
+    /// owed as `session.resync`.
+    fn fall_behind(&self, cursor: &mut Cursor, kept: bool) -> bool {
+        if !kept || self.user.is_none() || cursor.last.is_none() {
+            cursor.lost = true;
+        }
+        self.hold(cursor)
+    }
+
+    /// Sends what was held, in order, and lets live events through again: `false` (and
+    /// the rest still held) when the socket fills up first. Uncounted only once all is out,
+    /// so that no broadcast overtakes what was held.
+    fn flush(&self, cursor: &mut Cursor) -> bool {
+        let Some(mut held) = cursor.held.take() else { return true };
+        let sent = held.iter().take_while(|(at, name, data)| self.send(cursor, name, *at, data)).count();
+        if sent < held.len() {
+            held.drain(..sent);
+            cursor.held = Some(held);
             return false;
         }
-        cursor.last = Some(offset);
+        self.catching_up.fetch_sub(1, Ordering::SeqCst);
+        true
+    }
+
+    /// Sends a page of the history in order; `false` when the socket filled up.
+    fn send_page(&self, cursor: &mut Cursor, page: &[(String, String)]) -> bool {
+        for (at, event) in page {
+            let (Some(at), Ok(event)) = (Offset::parse(at), serde_json::from_str::<Incoming<'_>>(event)) else {
+                continue;
+            };
+            let Some(name) = Event::known_name(event.event) else { continue };
+            if !self.send(cursor, name, Some(at), event.data) {
+                return false;
+            }
+        }
         true
     }
 }
@@ -132,7 +194,6 @@ impl Drop for Conn {
 }
 
 /// This replica's authenticated connections, by user, and its server connections.
-#[derive(Default)]
 pub struct Audiences {
     users: Mutex<HashMap<UserId, Vec<Arc<Conn>>>>,
     servers: Mutex<Vec<Arc<Conn>>>,
@@ -140,8 +201,30 @@ pub struct Audiences {
     admitted: Mutex<HashMap<Sid, Arc<Conn>>>,
     /// How many connections hold live events while they catch up.
     catching_up: Arc<AtomicUsize>,
+    /// Bounds the history reads of catch-ups in flight (see [`READS`]).
+    reads: Semaphore,
     /// Reads the histories that connections catch up from.
     service: OnceLock<Arc<Service>>,
+}
+
+impl Default for Audiences {
+    fn default() -> Self {
+        Self {
+            users: Mutex::default(),
+            servers: Mutex::default(),
+            admitted: Mutex::default(),
+            catching_up: Arc::default(),
+            reads: Semaphore::new(READS),
+            service: OnceLock::new(),
+        }
+    }
+}
+
+/// How many connections a replica tracks, and how many of them are catching up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tracked {
+    pub connections: usize,
+    pub catching_up: usize,
 }
 
 impl Audiences {
@@ -173,6 +256,8 @@ impl Audiences {
     }
 
     /// Places a connection in its audience before it is acknowledged, holding its events.
+    /// If its transport closed while the token was checked, Socket.IO never acknowledges it
+    /// nor runs a handler: it is forgotten after [`ADMIT_GRACE`].
     fn admit(self: &Arc<Self>, socket: &SocketRef, actor: Actor) {
         let sid = socket.id;
         let conn = Arc::new(Conn {
@@ -184,7 +269,7 @@ impl Audiences {
             cursor: Mutex::default(),
             catching_up: self.catching_up.clone(),
         });
-        conn.hold(&mut conn.cursor(), Vec::new());
+        conn.hold(&mut conn.cursor());
         let user = conn.user;
         match user {
             Some(user) => self.users_lock().entry(user).or_default().push(conn.clone()),
@@ -193,6 +278,13 @@ impl Audiences {
         lock(&self.admitted).insert(sid, conn);
         let audiences = self.clone();
         socket.on_disconnect(async move || audiences.leave(sid, user));
+        let (audiences, socket) = (self.clone(), socket.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(ADMIT_GRACE).await;
+            if !socket.connected() && lock(&audiences.admitted).contains_key(&sid) {
+                audiences.leave(sid, user);
+            }
+        });
     }
 
     /// The connection is acknowledged: it gets what it missed after `offset` (if given),
@@ -204,10 +296,16 @@ impl Audiences {
         if !socket.connected() {
             return self.leave(socket.id, conn.user);
         }
-        match (conn.user, offset) {
-            (Some(user), Some(offset)) => self.catch_up(&conn, user, Some(offset)).await,
-            _ => conn.release(&mut conn.cursor()),
-        }
+        let from = match (conn.user, offset) {
+            (Some(_), Some(offset)) => {
+                let from = Offset::parse(&offset);
+                // Not an offset at all: the client reloads instead.
+                conn.cursor().lost |= from.is_none();
+                from
+            }
+            _ => None,
+        };
+        self.catch_up(conn, Duration::ZERO, from).await;
     }
 
     /// Forgets a closed connection (of `user`, or a server connection).
@@ -233,6 +331,15 @@ impl Audiences {
         lock(&self.servers)
     }
 
+    /// The connections this replica tracks now (for the gauges, and for tests).
+    pub fn tracked(&self) -> Tracked {
+        let users: usize = self.users_lock().values().map(Vec::len).sum();
+        Tracked {
+            connections: users + self.servers_lock().len(),
+            catching_up: self.catching_up.load(Ordering::SeqCst),
+        }
+    }
+
     /// Emits an addressed event to its users' connections here, each with its own offset,
     /// and to the server connections. An event to everyone is left to the broadcast
     /// (`false`) unless a connection is catching up: then each connection gets it in turn,
@@ -249,91 +356,140 @@ impl Audiences {
             let conns = self.users_lock().get(&user).cloned().unwrap_or_default();
             for conn in conns {
                 let mut cursor = conn.cursor();
-                if let Some(held) = &mut cursor.held {
-                    held.push((Some(offset), name, data.to_owned()));
-                } else if cursor.behind {
-                    conn.hold(&mut cursor, vec![(Some(offset), name, data.to_owned())]);
+                if cursor.held.is_some() {
+                    Conn::keep(&mut cursor, (Some(offset), name, data.to_owned()));
+                } else if !conn.send(&mut cursor, name, Some(offset), data) && conn.fall_behind(&mut cursor, true) {
                     drop(cursor);
-                    self.spawn_catch_up(conn, user);
-                } else {
-                    conn.send(&mut cursor, name, Some(offset), data);
+                    self.spawn_catch_up(conn, RETRY);
                 }
             }
         }
         let servers = self.servers_lock().clone();
         for conn in servers {
-            conn.send_live(name, data);
+            self.send_live(conn, name, data);
         }
         true
     }
 
-    fn deliver_to_everyone(&self, name: &'static str, data: &RawValue) -> bool {
+    fn deliver_to_everyone(self: &Arc<Self>, name: &'static str, data: &RawValue) -> bool {
         if self.catching_up.load(Ordering::SeqCst) == 0 {
             return false;
         }
         let mut all: Vec<Arc<Conn>> = self.users_lock().values().flatten().cloned().collect();
         all.extend(self.servers_lock().iter().cloned());
         for conn in all {
-            conn.send_live(name, data);
+            self.send_live(conn, name, data);
         }
         true
     }
 
-    /// Every user connection here catches up from its history: events published while
-    /// this replica was not listening (or fell behind) are sent once, in order.
-    pub fn catch_up_all(self: &Arc<Self>) {
-        let all: Vec<(UserId, Arc<Conn>)> =
-            self.users_lock().iter().flat_map(|(user, conns)| conns.iter().map(|conn| (*user, conn.clone()))).collect();
-        for (user, conn) in all {
-            let mut cursor = conn.cursor();
-            if cursor.held.is_some() {
-                // Already catching up; it reads the history after this moment anyway.
-                continue;
-            }
-            conn.hold(&mut cursor, Vec::new());
+    /// An event without offset (to everyone, or any event of a server connection): held
+    /// while the connection catches up, sent otherwise.
+    fn send_live(self: &Arc<Self>, conn: Arc<Conn>, name: &'static str, data: &RawValue) {
+        let mut cursor = conn.cursor();
+        if cursor.held.is_some() {
+            Conn::keep(&mut cursor, (None, name, data.to_owned()));
+        } else if !emit(&conn.socket, name, data, None) && conn.fall_behind(&mut cursor, false) {
             drop(cursor);
-            self.spawn_catch_up(conn, user);
+            self.spawn_catch_up(conn, RETRY);
         }
     }
 
-    /// Catches a connection up from its last offset, on a task of its own (its cursor
-    /// already holds live events).
-    fn spawn_catch_up(self: &Arc<Self>, conn: Arc<Conn>, user: UserId) {
-        let from = conn.cursor().last.map(|o| o.to_string());
-        let audiences = self.clone();
-        tokio::spawn(async move { audiences.catch_up(&conn, user, from).await });
+    /// Every connection here catches up: events published while this replica was not
+    /// listening (or fell behind) are sent once, in order, from the user's history; a
+    /// connection that has no offset yet, or a server connection, gets `session.resync`,
+    /// spread over time so that their reloads do not all hit the REST API at once.
+    pub fn catch_up_all(self: &Arc<Self>) {
+        let mut all: Vec<Arc<Conn>> = self.users_lock().values().flatten().cloned().collect();
+        all.extend(self.servers_lock().iter().cloned());
+        let spread = RESYNC_SPREAD_MAX.min(RESYNC_SPREAD_PER_CONN * u32::try_from(all.len()).unwrap_or(u32::MAX));
+        for conn in all {
+            let mut cursor = conn.cursor();
+            if cursor.held.is_some() {
+                // Catching up (or not yet acknowledged): its catch-up reads again before it ends.
+                cursor.stale = true;
+                continue;
+            }
+            let resync = conn.user.is_none() || cursor.last.is_none();
+            cursor.lost |= resync;
+            conn.hold(&mut cursor);
+            drop(cursor);
+            let wait = if resync { spread.mul_f64(fastrand::f64()) } else { Duration::ZERO };
+            self.spawn_catch_up(conn, wait);
+        }
     }
 
-    /// Sends what the connection missed after `from` (or `session.resync` when that cannot
-    /// be known), then what arrived live meanwhile, then lets live events through again.
-    async fn catch_up(&self, conn: &Conn, user: UserId, from: Option<String>) {
-        let missed = match (&from, self.service.get()) {
-            (Some(from), Some(service)) => service.missed(user, from).await,
-            _ => Ok(None),
-        };
-        let mut cursor = conn.cursor();
-        cursor.behind = false;
-        match missed {
-            Ok(Some(events)) => {
-                cursor.last = cursor.last.or_else(|| from.as_deref().and_then(Offset::parse));
-                for (at, event) in events {
-                    let (Some(at), Ok(event)) = (Offset::parse(&at), serde_json::from_str::<Incoming<'_>>(&event))
-                    else {
+    /// Catches a connection up on a task of its own, after `wait` (its cursor already holds
+    /// live events).
+    fn spawn_catch_up(self: &Arc<Self>, conn: Arc<Conn>, wait: Duration) {
+        let audiences = self.clone();
+        tokio::spawn(async move { audiences.catch_up(conn, wait, None).await });
+    }
+
+    /// Until the connection is caught up or gone: sends what it missed from its user's
+    /// history after its last offset (or `from`, the offset it resumed with), page by page,
+    /// or `session.resync` when that cannot be known; then what was held meanwhile; then
+    /// lets live events through again. Whenever the socket is full, or the store cannot
+    /// answer, it tries again after [`RETRY`].
+    async fn catch_up(&self, conn: Arc<Conn>, mut wait: Duration, mut from: Option<Offset>) {
+        loop {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            wait = RETRY;
+            if !conn.socket.connected() {
+                return;
+            }
+            let start = {
+                let cursor = conn.cursor();
+                (!cursor.lost).then_some(cursor.last.or(from)).flatten().zip(conn.user)
+            };
+            if let Some((start, user)) = start {
+                let page = match self.service.get() {
+                    Some(service) => {
+                        let _permit = self.reads.acquire().await;
+                        service.missed(user, &start.to_string(), PAGE).await
+                    }
+                    None => Ok(None),
+                };
+                let mut cursor = conn.cursor();
+                match page {
+                    // The store did not answer: what was missed is still kept; try again.
+                    Err(_) => continue,
+                    // Gone, unknown or too old: the client reloads its state instead.
+                    Ok(None) => {
+                        (cursor.lost, from, wait) = (true, None, Duration::ZERO);
                         continue;
-                    };
-                    let Some(name) = Event::known_name(event.event) else { continue };
-                    if !conn.send(&mut cursor, name, Some(at), event.data) {
-                        break;
+                    }
+                    Ok(Some(page)) => {
+                        cursor.last = cursor.last.or(from.take());
+                        if !conn.send_page(&mut cursor, &page) {
+                            continue;
+                        }
+                        if page.len() == PAGE {
+                            wait = Duration::ZERO;
+                            continue;
+                        }
                     }
                 }
             }
-            // Gone, unknown, or unreadable now: the client reloads its state instead.
-            Ok(None) | Err(_) => {
+            let mut cursor = conn.cursor();
+            if std::mem::take(&mut cursor.stale) {
+                cursor.lost |= conn.user.is_none() || cursor.last.is_none();
+                wait = Duration::ZERO;
+                continue;
+            }
+            if cursor.lost {
                 let empty = serde_json::value::to_raw_value(&serde_json::Map::new()).unwrap_or_default();
-                emit(&conn.socket, "session.resync", &empty, None);
+                if !emit(&conn.socket, "session.resync", &empty, None) {
+                    continue;
+                }
+                (cursor.lost, from) = (false, None);
+            }
+            if conn.flush(&mut cursor) {
+                return;
             }
         }
-        conn.release(&mut cursor);
     }
 }
 

@@ -161,14 +161,18 @@ fn owned_head<B>(req: Request<B>) -> Request<B> {
 }
 
 /// Keeps the connected-clients gauge current, by each socket's transport now (a
-/// polling client that upgraded counts as websocket).
-pub async fn count_clients(io: SocketIo) {
+/// polling client that upgraded counts as websocket), and with `AUTH=token` the gauges of
+/// the connections the audiences track.
+pub async fn count_clients(io: SocketIo, audiences: Option<Arc<Audiences>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tick.tick().await;
         let sockets = io.sockets();
         let websocket = sockets.iter().filter(|s| s.transport_type() == TransportType::Websocket).count();
         metrics::socket_clients(sockets.len() - websocket, websocket);
+        if let Some(tracked) = audiences.as_ref().map(|a| a.tracked()) {
+            metrics::tracked_connections(tracked.connections, tracked.catching_up);
+        }
     }
 }
 

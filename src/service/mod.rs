@@ -164,12 +164,13 @@ impl Service {
         Ok((user, token))
     }
 
-    /// `AUTH=token`: what `user` missed after `offset`; `None` when it cannot be known.
-    pub async fn missed(&self, user: UserId, offset: &str) -> Result<Option<Vec<(String, String)>>> {
+    /// `AUTH=token`: what `user` missed after `offset`, the oldest `limit` events; `None`
+    /// when it cannot be known.
+    pub async fn missed(&self, user: UserId, offset: &str, limit: usize) -> Result<Option<Vec<(String, String)>>> {
         let Some(identity) = &self.identity else {
             return Ok(None);
         };
-        Ok(self.store.history(user, offset, identity.history.ttl).await?)
+        Ok(self.store.history(user, offset, identity.history.ttl, limit).await?)
     }
 
     pub async fn user(&self, id: UserId) -> Result<User> {

@@ -190,6 +190,7 @@ impl Store for MemoryStore {
         user: UserId,
         after: &str,
         max_age: Duration,
+        limit: usize,
     ) -> StoreResult<Option<Vec<(String, String)>>> {
         let s = self.lock();
         let (Some(history), Some(after)) = (s.histories.get(&user.to_string()), Offset::parse(after)) else {
@@ -200,7 +201,7 @@ impl Store for MemoryStore {
         if too_old || !history.entries.iter().any(|(offset, _)| *offset == after) {
             return Ok(None);
         }
-        let missed = history.entries.iter().filter(|(offset, _)| *offset > after);
+        let missed = history.entries.iter().filter(|(offset, _)| *offset > after).take(limit);
         Ok(Some(missed.map(|(offset, event)| (offset.to_string(), event.clone())).collect()))
     }
 

@@ -144,10 +144,15 @@ pub trait Store: Send + Sync {
     async fn livekit_room(&self, name: RoomName) -> StoreResult<Option<LiveKitRoom>>;
 
     /// `AUTH=token`: the user's kept events after `after` (offset, encoded event), oldest
-    /// first; `None` when `after` is no longer kept, older than `max_age`, or unknown (the
-    /// client must resync).
-    async fn history(&self, user: UserId, after: &str, max_age: Duration)
-    -> StoreResult<Option<Vec<(String, String)>>>;
+    /// first, at most `limit`; `None` when `after` is no longer kept, older than `max_age`,
+    /// or unknown (the client must resync).
+    async fn history(
+        &self,
+        user: UserId,
+        after: &str,
+        max_age: Duration,
+        limit: usize,
+    ) -> StoreResult<Option<Vec<(String, String)>>>;
 
     /// Whether the store answers now (readiness).
     async fn ping(&self) -> StoreResult<()>;

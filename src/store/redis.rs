@@ -393,8 +393,9 @@ impl Store for RedisStore {
         user: UserId,
         after: &str,
         max_age: std::time::Duration,
+        limit: usize,
     ) -> StoreResult<Option<Vec<(String, String)>>> {
-        let args = vec![user.to_string(), after.to_owned(), max_age.as_secs().to_string()];
+        let args = vec![user.to_string(), after.to_owned(), max_age.as_secs().to_string(), limit.to_string()];
         let reply = self.eval("history", Access::Read, &self.scripts.history, args).await?;
         if reply.is_null() {
             return Ok(None);

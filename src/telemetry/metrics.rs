@@ -13,6 +13,8 @@ const HTTP_REQUESTS: &str = "switchboard_http_requests_total";
 const HTTP_DURATION: &str = "switchboard_http_request_duration_seconds";
 const HTTP_IN_FLIGHT: &str = "switchboard_http_requests_in_flight";
 const SOCKETS: &str = "switchboard_socketio_clients";
+const TRACKED: &str = "switchboard_socketio_tracked_connections";
+const CATCHING_UP: &str = "switchboard_socketio_catching_up";
 const EVENTS_PUBLISHED: &str = "switchboard_events_published_total";
 const CONNECTIONS_REFUSED: &str = "switchboard_connections_refused_total";
 const EVENTS_EMITTED: &str = "switchboard_events_emitted_total";
@@ -86,6 +88,8 @@ fn describe() {
     describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request duration, by method, route template and status");
     describe_gauge!(HTTP_IN_FLIGHT, "HTTP requests being served now");
     describe_gauge!(SOCKETS, "Socket.IO clients connected to this replica, by current transport");
+    describe_gauge!(TRACKED, "AUTH=token: connections this replica delivers to (admitted or connected)");
+    describe_gauge!(CATCHING_UP, "AUTH=token: connections holding live events while they catch up");
     describe_counter!(EVENTS_PUBLISHED, "Events this replica published with their change, by event name");
     describe_counter!(CONNECTIONS_REFUSED, "Connections refused at once because the replica was at MAX_CONNECTIONS");
     describe_counter!(EVENTS_EMITTED, "Events this replica emitted to its local sockets, by event name");
@@ -218,6 +222,12 @@ pub fn http_in_flight(delta: f64) {
 pub fn socket_clients(polling: usize, websocket: usize) {
     gauge!(SOCKETS, "transport" => "polling").set(polling as f64);
     gauge!(SOCKETS, "transport" => "websocket").set(websocket as f64);
+}
+
+/// `AUTH=token`: the connections the replica tracks, and those catching up.
+pub fn tracked_connections(connections: usize, catching_up: usize) {
+    gauge!(TRACKED).set(connections as f64);
+    gauge!(CATCHING_UP).set(catching_up as f64);
 }
 
 /// `event` is one of the contract's names.

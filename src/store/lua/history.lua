@@ -1,5 +1,5 @@
--- ARGV: userId, offset, max age (s). The user's events after `offset`, as {offset, event,
--- ...}, oldest first; nil when `offset` is no longer kept (trimmed, expired, or older than
+-- ARGV: userId, offset, max age (s), limit. The user's events after `offset`, at most
+-- `limit`, as {offset, event, ...}, oldest first; nil when `offset` is no longer kept (trimmed, expired, or older than
 -- the max age) or was never an offset of this user: events after it may be lost, and the
 -- client must resync.
 local key = p .. 'history:' .. ARGV[1]
@@ -10,7 +10,7 @@ if not ms or ms < cutoff then return nil end
 local kept = redis.pcall('XRANGE', key, ARGV[2], ARGV[2])
 if type(kept) ~= 'table' or kept.err or #kept == 0 then return nil end
 local out = {}
-for _, entry in ipairs(redis.call('XRANGE', key, '(' .. ARGV[2], '+')) do
+for _, entry in ipairs(redis.call('XRANGE', key, '(' .. ARGV[2], '+', 'COUNT', ARGV[4])) do
   out[#out + 1] = entry[1]
   out[#out + 1] = entry[2][2]
 end

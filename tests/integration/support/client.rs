@@ -3,6 +3,7 @@
 
 use super::WAIT;
 use serde_json::Value;
+use std::collections::VecDeque;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -14,10 +15,15 @@ pub enum Mode {
     Websocket,
     /// Polling first, then the upgrade to websocket.
     Upgrade,
+    /// As `Upgrade` on a slow network: the upgrade starts only after the first event has
+    /// arrived over polling (so some events always come before it).
+    LateUpgrade,
 }
 
 pub struct SioClient {
     lines: mpsc::UnboundedReceiver<Value>,
+    /// Lines read while waiting for the connect and the upgrade, not yet consumed.
+    early: VecDeque<Value>,
     _child: Child,
 }
 
@@ -48,6 +54,7 @@ impl SioClient {
             Mode::Polling => "polling",
             Mode::Websocket => "websocket",
             Mode::Upgrade => "upgrade",
+            Mode::LateUpgrade => "late-upgrade",
         };
         let auth = auth.map(|a| a.to_string()).unwrap_or_default();
         let mut child = Command::new("node")
@@ -68,7 +75,7 @@ impl SioClient {
                 }
             }
         });
-        Self { lines, _child: child }
+        Self { lines, early: VecDeque::new(), _child: child }
     }
 
     async fn connected(&mut self, mode: Mode) {
@@ -79,15 +86,21 @@ impl SioClient {
                 let expected = if let Mode::Polling = mode { "polling" } else { "websocket" };
                 assert_eq!(connected["transport"], expected);
             }
-            // The upgrade may complete before or after the namespace connect.
-            Mode::Upgrade => {
+            // The upgrade may complete before or after the namespace connect, and events may
+            // arrive in between (a resumed connection's replay): those are kept, in order.
+            Mode::Upgrade | Mode::LateUpgrade => {
                 let (mut connected, mut upgraded) = (false, false);
+                let mut early = VecDeque::new();
                 while !(connected && upgraded) {
                     let line = client.next_line().await;
                     assert_ne!(line["type"], "error", "client error: {line}");
                     connected |= line["type"] == "connect";
                     upgraded |= line["type"] == "upgrade" && line["transport"] == "websocket";
+                    if line["type"] == "event" {
+                        early.push_back(line);
+                    }
                 }
+                client.early = early;
             }
         }
     }
@@ -109,6 +122,9 @@ impl SioClient {
 
     /// The next line of any type, failing after `bound`.
     pub async fn next_line_within(&mut self, bound: std::time::Duration) -> Value {
+        if let Some(line) = self.early.pop_front() {
+            return line;
+        }
         match tokio::time::timeout(bound, self.lines.recv()).await {
             Ok(Some(line)) => line,
             Ok(None) => panic!("the client process ended"),
