@@ -221,7 +221,7 @@ impl Default for Audiences {
 }
 
 /// How many connections a replica tracks, and how many of them are catching up.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct Tracked {
     pub connections: usize,
     pub catching_up: usize,
@@ -331,13 +331,10 @@ impl Audiences {
         lock(&self.servers)
     }
 
-    /// The connections this replica tracks now (for the gauges, and for tests).
+    /// The connections this replica tracks now (the gauges).
     pub fn tracked(&self) -> Tracked {
         let users: usize = self.users_lock().values().map(Vec::len).sum();
-        Tracked {
-            connections: users + self.servers_lock().len(),
-            catching_up: self.catching_up.load(Ordering::SeqCst),
-        }
+        Tracked { connections: users + self.servers_lock().len(), catching_up: self.catching_up.load(Ordering::SeqCst) }
     }
 
     /// Emits an addressed event to its users' connections here, each with its own offset,
