@@ -78,7 +78,7 @@ struct Conn {
     /// `None`: a server connection (every event, live, without offsets).
     user: Option<UserId>,
     cursor: Mutex<Cursor>,
-    /// The replica's count of connections holding live events (see [`Conn::hold`]).
+    /// The replica's count of connections holding live events (the gauge).
     catching_up: Arc<AtomicUsize>,
 }
 
@@ -104,8 +104,7 @@ impl Conn {
     }
 
     /// Holds live events from now on; `true` when it was not holding yet (the caller then
-    /// starts the catch-up). Counted, so that an event to everyone takes the slow path only
-    /// while some connection holds.
+    /// starts the catch-up).
     fn hold(&self, cursor: &mut Cursor) -> bool {
         if cursor.held.is_some() {
             return false;
@@ -155,8 +154,7 @@ impl Conn {
     }
 
     /// Sends what was held, in order, and lets live events through again: `false` (and
-    /// the rest still held) when the socket fills up first. Uncounted only once all is out,
-    /// so that no broadcast overtakes what was held.
+    /// the rest still held) when the socket fills up first.
     fn flush(&self, cursor: &mut Cursor) -> bool {
         let Some(mut held) = cursor.held.take() else { return true };
         let sent = held.iter().take_while(|(at, name, data)| self.send(cursor, name, *at, data)).count();
@@ -338,10 +336,8 @@ impl Audiences {
     }
 
     /// Emits an addressed event to its users' connections here, each with its own offset,
-    /// and to the server connections. An event to everyone is left to the broadcast
-    /// (`false`) unless a connection is catching up: then each connection gets it in turn,
-    /// so that it stays behind the events it follows.
-    pub fn deliver(self: &Arc<Self>, name: &'static str, incoming: &Incoming<'_>) -> bool {
+    /// and to the server connections; an event to everyone to every connection here.
+    pub fn deliver(self: &Arc<Self>, name: &'static str, incoming: &Incoming<'_>) {
         let Some(to) = &incoming.to else {
             return self.deliver_to_everyone(name, incoming.data);
         };
@@ -365,19 +361,22 @@ impl Audiences {
         for conn in servers {
             self.send_live(conn, name, data);
         }
-        true
     }
 
-    fn deliver_to_everyone(self: &Arc<Self>, name: &'static str, data: &RawValue) -> bool {
-        if self.catching_up.load(Ordering::SeqCst) == 0 {
-            return false;
-        }
-        let mut all: Vec<Arc<Conn>> = self.users_lock().values().flatten().cloned().collect();
-        all.extend(self.servers_lock().iter().cloned());
-        for conn in all {
+    /// Each connection in turn, not one Socket.IO broadcast: a socket that cannot take the
+    /// event must be known (it is owed `session.resync`), and a connection that catches up
+    /// holds the event behind those it follows.
+    fn deliver_to_everyone(self: &Arc<Self>, name: &'static str, data: &RawValue) {
+        for conn in self.all() {
             self.send_live(conn, name, data);
         }
-        true
+    }
+
+    /// Every connection here: users' and servers'.
+    fn all(&self) -> Vec<Arc<Conn>> {
+        let mut all: Vec<Arc<Conn>> = self.users_lock().values().flatten().cloned().collect();
+        all.extend(self.servers_lock().iter().cloned());
+        all
     }
 
     /// An event without offset (to everyone, or any event of a server connection): held
@@ -397,8 +396,7 @@ impl Audiences {
     /// connection that has no offset yet, or a server connection, gets `session.resync`,
     /// spread over time so that their reloads do not all hit the REST API at once.
     pub fn catch_up_all(self: &Arc<Self>) {
-        let mut all: Vec<Arc<Conn>> = self.users_lock().values().flatten().cloned().collect();
-        all.extend(self.servers_lock().iter().cloned());
+        let all = self.all();
         let spread = RESYNC_SPREAD_MAX.min(RESYNC_SPREAD_PER_CONN * u32::try_from(all.len()).unwrap_or(u32::MAX));
         for conn in all {
             let mut cursor = conn.cursor();

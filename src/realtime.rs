@@ -230,10 +230,11 @@ async fn emit(io: &SocketIo, text: &str, audiences: Option<&Arc<Audiences>>) {
         // No span: it would only label log lines, and the ones below name the event.
         tracing::Span::none()
     };
-    // With AUTH=token an addressed event goes to its audiences, each connection with its
-    // offset (and an event to everyone too while a connection catches up); else one broadcast.
-    let delivered = span.in_scope(|| audiences.is_some_and(|a| a.deliver(name, &incoming)));
-    if !delivered && let Err(e) = io.emit(name, &Payload { data: incoming.data }).instrument(span).await {
+    // With AUTH=token each connection of the event's audience gets it in turn, with its
+    // offset; else one broadcast.
+    if let Some(audiences) = audiences {
+        span.in_scope(|| audiences.deliver(name, &incoming));
+    } else if let Err(e) = io.emit(name, &Payload { data: incoming.data }).instrument(span).await {
         // A socket whose buffer is full (a client that does not keep up) misses the event.
         if let socketioxide::BroadcastError::Socket(missed) = &e {
             metrics::events_dropped(missed.len() as u64);

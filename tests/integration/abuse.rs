@@ -167,3 +167,68 @@ async fn a_slow_client_does_not_keep_a_replica_from_exiting() {
     let status = tokio::time::timeout(WAIT, child.wait()).await.expect("exits within the grace").expect("status");
     assert_eq!(status.code(), Some(0));
 }
+
+/// Connect packets whose transport closes while the token is checked (Redis stalled) leave
+/// nothing behind: once Redis answers, the replica tracks no connection for them and none
+/// of them holds events, so a broadcast takes the fast path and costs them nothing.
+#[tokio::test]
+async fn connects_abandoned_while_the_token_is_checked_leave_nothing() {
+    const ABANDONED: usize = 300;
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_NAMESPACE", "abandoned"),
+        ("AUTH", "token"),
+        ("AUTH_SECRET", crate::support::AUTH_SECRET),
+        // Longer than the stall: every token check ends in success, after its client left.
+        ("REDIS_TIMEOUT_MS", "30000"),
+    ];
+    let (_victim, api) = spawn_binary(&env).await;
+    // Registered through another replica: the victim has not seen the user yet, so each
+    // check reads it from Redis.
+    let (_other, registrar) = spawn_binary(&env).await;
+    let (status, user) = registrar.post("/users", serde_json::json!({ "name": "Ana" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let token = user["token"].as_str().expect("a token").to_owned();
+
+    let http = reqwest::Client::new();
+    let engine_io = |sid: &str| format!("{}/socket.io/?EIO=4&transport=polling&sid={sid}", api.base());
+    let mut sids = Vec::new();
+    for _ in 0..ABANDONED {
+        let open = http.get(format!("{}/socket.io/?EIO=4&transport=polling", api.base())).send().await.expect("open");
+        let text = open.text().await.expect("text");
+        let handshake: serde_json::Value = serde_json::from_str(text.trim_start_matches('0')).expect("handshake");
+        sids.push(handshake["sid"].as_str().expect("sid").to_owned());
+    }
+    redis.freeze(true);
+    let connect = format!("40{}", serde_json::json!({ "token": token }));
+    let posts = sids.iter().map(|sid| {
+        let (http, url, connect) = (http.clone(), engine_io(sid), connect.clone());
+        async move {
+            // The connect packet, then the close packet: the session is gone when it answers.
+            for body in [connect, "1".to_owned()] {
+                let res = http.post(&url).body(body).send().await.expect("post");
+                assert_eq!(res.status(), StatusCode::OK);
+            }
+        }
+    });
+    futures::future::join_all(posts).await;
+    redis.freeze(false);
+
+    // One client that stays: tracked, and hearing broadcasts.
+    let mut steady = crate::support::SioClient::connect_with(
+        api.base(),
+        crate::support::Mode::Websocket,
+        Some(serde_json::json!({ "token": token })),
+    )
+    .await;
+    eventually("the abandoned connects to be forgotten", || async {
+        api.metric("switchboard_socketio_tracked_connections").await == Some(1.0)
+            && api.metric("switchboard_socketio_catching_up").await == Some(0.0)
+    })
+    .await;
+    registrar.user("Ben").await;
+    let (name, _) = steady.next_event().await;
+    assert_eq!(name, "user.registered");
+}

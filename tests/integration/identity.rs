@@ -2,7 +2,7 @@
 //! event only to its audience on every replica, and resuming after a reconnect; on the
 //! embedded store and on two replicas sharing a Redis.
 
-use crate::support::{AUTH_SECRET, Api, Mode, RedisServer, SioClient, TOKEN_MODE, TestApp};
+use crate::support::{AUTH_SECRET, Api, Mode, Poller, RedisServer, SioClient, TOKEN_MODE, TestApp};
 use jsonwebtoken::{EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -384,6 +384,87 @@ async fn a_replay_racing_live_events_has_no_gap_and_no_duplicate(f: Fixture) {
     assert_eq!(strip(raced), reference, "everything after the offset, once, in order");
 }
 
+/// The calls' events as their callee hears them: (name, callId) of each start and end.
+fn started_and_ended(calls: &[String]) -> Vec<(String, String)> {
+    calls.iter().flat_map(|c| [("call.started".to_owned(), c.clone()), ("call.ended".to_owned(), c.clone())]).collect()
+}
+
+/// (name, callId) of heard events, checking that their offsets increase.
+fn names_and_calls(heard: &[(String, Value)]) -> Vec<(String, String)> {
+    let offsets: Vec<_> = heard.iter().map(|(_, arg)| arg["offset"].as_str().and_then(parse_offset)).collect();
+    assert!(offsets.iter().all(Option::is_some), "every event has an offset");
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "offsets increase");
+    heard
+        .iter()
+        .map(|(name, arg)| (name.clone(), arg["data"]["callId"].as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+fn parse_offset(offset: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = offset.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// A connection that stops reading while its user's events keep coming (its socket's
+/// buffer fills up) gets every one of them, in order, once it reads again, although no
+/// further event of its user comes to wake it.
+async fn a_connection_that_falls_behind_catches_up_by_itself(f: Fixture) {
+    let (ana, ben) = (f.person(0, "Ana").await, f.person(1, "Ben").await);
+    let phone = Poller::connect(f.base(0), json!({ "token": ben.token })).await;
+    let mut calls = Vec::new();
+    for _ in 0..150 {
+        calls.push(ring(&ana, &ben, true).await);
+    }
+    let last = calls.last().cloned().unwrap_or_default();
+    let heard = phone.events_until(|name, arg| name == "call.ended" && arg["data"]["callId"] == last.as_str()).await;
+    assert_eq!(names_and_calls(&heard), started_and_ended(&calls), "every event once, in order");
+}
+
+/// A client resuming with an offset before a whole history (1,000 events, the default
+/// EVENT_HISTORY) gets all of it, over polling and over websocket, with no further traffic,
+/// although its socket's buffer holds far fewer.
+async fn a_resume_of_a_full_history_completes_by_itself(f: Fixture) {
+    let (ana, ben) = (f.person(0, "Ana").await, f.person(1, "Ben").await);
+    let last = offset_before_leaving(&f, &ana, &ben).await;
+    let mut calls = Vec::new();
+    for _ in 0..499 {
+        calls.push(ring(&ana, &ben, true).await);
+    }
+    let ringing = ring(&ana, &ben, false).await;
+    let mut expected = started_and_ended(&calls);
+    expected.push(("call.started".to_owned(), ringing));
+    assert_eq!(expected.len(), 999, "with the offset's own event, the history is full");
+    for mode in [Mode::Polling, Mode::Websocket] {
+        let mut back =
+            SioClient::connect_with(f.base(1), mode, Some(json!({ "token": ben.token, "offset": last }))).await;
+        let mut heard = Vec::new();
+        while heard.len() < expected.len() {
+            heard.push(back.next_event().await);
+        }
+        assert_eq!(names_and_calls(&heard), expected, "{mode:?}: the whole history, once, in order");
+    }
+}
+
+/// A server connection that could not take an event (it keeps no history) is told so with
+/// `session.resync` once it reads again, then hears the live stream.
+async fn a_server_connection_that_lost_events_gets_a_resync(f: Fixture) {
+    let token = Tokens::new(AUTH_SECRET.as_bytes()).server(Duration::from_secs(600)).token;
+    let backend = Poller::connect(f.base(0), json!({ "token": token })).await;
+    let names: Vec<String> = (0..200).map(|n| format!("user-{n}")).collect();
+    for (n, name) in names.iter().enumerate() {
+        f.api(n).post("/users", json!({ "name": name })).await;
+    }
+    let heard = backend.events_until(|name, _| name == "session.resync").await;
+    let before: Vec<_> = heard[..heard.len() - 1].iter().map(|(_, arg)| arg["data"]["name"].clone()).collect();
+    assert!(before.len() < names.len(), "some events could not be taken");
+    assert_eq!(before, names[..before.len()], "what came before the resync came in order");
+    assert_eq!(heard[heard.len() - 1].1, json!({ "data": {} }));
+    let marker = format!("marker-{}", uuid::Uuid::new_v4());
+    f.api(0).post("/users", json!({ "name": marker })).await;
+    let after = backend.events_until(|_, arg| arg["data"]["name"] == marker.as_str()).await;
+    assert!(after.iter().all(|(name, _)| name == "user.registered"), "then live events: {after:?}");
+}
+
 /// Connects `callee`, rings them once and leaves: the offset of that `call.started`.
 async fn offset_before_leaving(f: &Fixture, caller: &Person, callee: &Person) -> String {
     let auth = Some(json!({ "token": callee.token }));
@@ -440,6 +521,9 @@ on_both_stores!(&[];
     each_client_hears_exactly_its_audience,
     a_reconnecting_client_receives_what_it_missed,
     a_replay_racing_live_events_has_no_gap_and_no_duplicate,
+    a_connection_that_falls_behind_catches_up_by_itself,
+    a_resume_of_a_full_history_completes_by_itself,
+    a_server_connection_that_lost_events_gets_a_resync,
 );
 
 mod short_history {

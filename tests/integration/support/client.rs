@@ -157,3 +157,72 @@ impl SioClient {
         self.next_of("disconnect").await
     }
 }
+
+/// A Socket.IO client over raw long polling that reads only when told to: meanwhile its
+/// socket's buffer on the server fills up, as with a phone in a tunnel or a stalled tab.
+pub struct Poller {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Poller {
+    /// Opens a session and connects with `auth`; returns once the connect is acknowledged
+    /// (and nothing has been read beyond it).
+    pub async fn connect(base: &str, auth: Value) -> Self {
+        // Longer than a long poll's wait for data (the ping interval, 25 s).
+        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(40)).build().expect("client");
+        let open = http.get(format!("{base}/socket.io/?EIO=4&transport=polling")).send().await.expect("open");
+        let text = open.text().await.expect("handshake");
+        let handshake: Value = serde_json::from_str(text.trim_start_matches('0')).expect("handshake");
+        let sid = handshake["sid"].as_str().expect("sid");
+        let poller = Self { http, url: format!("{base}/socket.io/?EIO=4&transport=polling&sid={sid}") };
+        poller.post(format!("40{auth}")).await;
+        loop {
+            let packets = tokio::time::timeout(WAIT, poller.get()).await.expect("a connect ack in time");
+            for packet in &packets {
+                assert!(!packet.starts_with("42"), "nothing is emitted before the connect is acknowledged");
+                if packet == "2" {
+                    poller.post("3".to_owned()).await;
+                }
+            }
+            if packets.iter().any(|p| p.starts_with("40")) {
+                return poller;
+            }
+        }
+    }
+
+    async fn post(&self, body: String) {
+        let res = self.http.post(&self.url).body(body).send().await.expect("post");
+        assert_eq!(res.status(), reqwest::StatusCode::OK);
+    }
+
+    /// The packets of one polling response.
+    async fn get(&self) -> Vec<String> {
+        let res = self.http.get(&self.url).send().await.expect("poll");
+        assert_eq!(res.status(), reqwest::StatusCode::OK);
+        res.text().await.expect("payload").split('\u{1e}').map(str::to_owned).collect()
+    }
+
+    /// Polls until an event `is_last` accepts has arrived: every event up to it, in order,
+    /// failing after [`WAIT`] without one; answers the server's pings meanwhile.
+    pub async fn events_until(&self, is_last: impl Fn(&str, &Value) -> bool) -> Vec<(String, Value)> {
+        let mut events: Vec<(String, Value)> = Vec::new();
+        loop {
+            let packets = tokio::time::timeout(WAIT, self.get()).await.unwrap_or_else(|_| {
+                panic!("no more events within {WAIT:?} after {}: {:?}", events.len(), events.last());
+            });
+            for packet in packets {
+                if packet == "2" {
+                    self.post("3".to_owned()).await;
+                } else if let Some(event) = packet.strip_prefix("42") {
+                    let event: Vec<Value> = serde_json::from_str(event).expect("an event");
+                    events.push((event[0].as_str().unwrap_or_default().to_owned(), event[1].clone()));
+                }
+            }
+            if let Some(n) = events.iter().position(|(name, arg)| is_last(name, arg)) {
+                assert_eq!(n + 1, events.len(), "nothing after the last event expected: {:?}", &events[n..]);
+                return events;
+            }
+        }
+    }
+}

@@ -21,7 +21,7 @@ mod redis;
 mod shapes;
 
 pub use app::{API_KEY, API_SECRET, AUTH_SECRET, Api, TOKEN_MODE, TOKEN_TTL_S, TestApp, spawn_binary, wait_status};
-pub use client::{Mode, SioClient};
+pub use client::{Mode, Poller, SioClient};
 pub use redis::RedisServer;
 pub use shapes::{Shape, Shapes};
 
