@@ -78,14 +78,18 @@ impl App {
         let service = Arc::new(Service::new(store, bus.clone(), tokens, webhooks, cfg.timeouts(), identity));
         let (sio_layer, io) = realtime::layer();
         realtime::serve(&io, audiences.as_ref().map(|a| (a, service.clone())));
-        let mut tasks = vec![
+        let mut tasks = Vec::new();
+        if let Some((client, subscriber)) = &redis {
+            // Only now: the bus listens for the subscriber's first connection.
+            let (a, b) = tokio::join!(connect(client), connect(subscriber));
+            tasks.extend(a.into_iter().chain(b));
+            tasks.push(tokio::spawn(watch_connections(client.clone(), subscriber.clone())));
+        }
+        tasks.extend([
             realtime::spawn_relay(bus.as_ref(), io.clone(), audiences.clone()),
             tokio::spawn(realtime::count_clients(io.clone(), audiences)),
             tokio::spawn(fire_timers(service.clone())),
-        ];
-        if let Some((client, subscriber)) = &redis {
-            tasks.push(tokio::spawn(watch_connections(client.clone(), subscriber.clone())));
-        }
+        ]);
         let state = AppState {
             service,
             metrics: metrics::install(),
@@ -124,15 +128,15 @@ impl App {
     }
 }
 
-/// Builds (and starts connecting) the data and subscriber clients. They retry forever, so a
-/// replica started before Redis becomes ready by itself once Redis is up.
+/// Builds the data and subscriber clients (see [`connect`]).
 fn redis_clients(
     url: &str,
     ca_file: Option<&Path>,
     timeout: Duration,
 ) -> Result<(Client, SubscriberClient), StartError> {
     let mut config = fred::prelude::Config::from_url(url).map_err(|e| StartError::RedisUrl(e.details().to_string()))?;
-    config.fail_fast = false;
+    // The first connection is made at once (see `connect`); fred's policy handles the later ones.
+    config.fail_fast = true;
     if config.tls.is_some() {
         let roots = crate::config::tls_roots(ca_file).map_err(StartError::RedisTls)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -161,9 +165,28 @@ fn redis_clients(
     let build_error = |e: fred::error::Error| StartError::RedisUrl(e.details().to_string());
     let client = builder.build().map_err(build_error)?;
     let subscriber = builder.build_subscriber_client().map_err(build_error)?;
-    client.connect();
-    subscriber.connect();
     Ok((client, subscriber))
+}
+
+/// Connects a client: a first attempt before the replica uses it, then, while Redis cannot
+/// be reached (a replica may start before it), more in the background with backoff (the
+/// returned task); once connected, fred reconnects by its policy. fred's policy alone would
+/// wait a reconnection delay before even the first attempt, and every command of that
+/// moment of each start failed.
+async fn connect<C: ClientLike + Clone + 'static>(client: &C) -> Option<tokio::task::JoinHandle<()>> {
+    let e = client.init().await.err()?;
+    tracing::warn!(error = %e, "Redis cannot be reached yet; retrying");
+    let client = client.clone();
+    Some(tokio::spawn(async move {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            tokio::time::sleep(delay).await;
+            if client.init().await.is_ok() {
+                return;
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }))
 }
 
 /// Every store and bus command: fail at once while disconnected, wait at most `timeout`.

@@ -21,41 +21,48 @@ pub struct RedisBus {
 }
 
 impl RedisBus {
-    /// Subscribes now and after every reconnection. We re-subscribe ourselves rather than
-    /// through `manage_subscriptions` so that readiness knows when the channel is live again.
+    /// Subscribes on every connection of `subscriber`, which must not be connected yet (its
+    /// first connection is announced like every later one). We subscribe ourselves rather
+    /// than through `manage_subscriptions` so that readiness knows when the channel is live.
     pub fn new(subscriber: SubscriberClient, channel: String) -> Self {
         let subscribed = Arc::new(AtomicBool::new(false));
         let gaps = broadcast::channel(16).0;
-        tokio::spawn(resubscribe(subscriber.clone(), channel.clone(), subscribed.clone(), gaps.clone()));
+        let connections = subscriber.reconnect_rx();
+        tokio::spawn(subscribe_on_each_connection(
+            subscriber.clone(),
+            connections,
+            channel.clone(),
+            subscribed.clone(),
+            gaps.clone(),
+        ));
         Self { subscriber, channel, subscribed, gaps }
     }
 }
 
-async fn resubscribe(
+/// fred announces each connection, the first included; a subscription on any but the first
+/// follows an interruption, a gap in what this replica heard.
+async fn subscribe_on_each_connection(
     subscriber: SubscriberClient,
+    mut connections: broadcast::Receiver<fred::types::config::Server>,
     channel: String,
     subscribed: Arc<AtomicBool>,
     gaps: broadcast::Sender<()>,
 ) {
-    let mut reconnects = subscriber.reconnect_rx();
-    let mut interrupted = false;
+    let mut listened = false;
     loop {
-        // Queued until the connection is up; fails only if the client was shut down.
+        match connections.recv().await {
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => subscribed.store(false, Ordering::Release),
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
         match subscriber.subscribe(channel.as_str()).await {
             Ok(()) => {
                 subscribed.store(true, Ordering::Release);
-                if std::mem::take(&mut interrupted) {
+                if std::mem::replace(&mut listened, true) {
                     let _ = gaps.send(());
                 }
             }
+            // The connection dropped again: the next one is announced.
             Err(e) => tracing::warn!(error = %e, "subscribing to the event channel failed"),
-        }
-        match reconnects.recv().await {
-            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                subscribed.store(false, Ordering::Release);
-                interrupted = true;
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
 }

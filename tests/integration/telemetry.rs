@@ -3,9 +3,7 @@
 //! name their request and trace, and no secret anywhere.
 
 use crate::lifecycle::{post_webhook, webhook_body};
-use crate::support::{
-    API_SECRET, Api, Mode, RedisServer, SioClient, TestApp, WAIT, eventually, sign_webhook, spawn_binary,
-};
+use crate::support::{API_SECRET, Api, Mode, RedisServer, SioClient, WAIT, eventually, sign_webhook, spawn_binary};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
@@ -16,53 +14,83 @@ use std::sync::{Arc, Mutex};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
+/// A replica of its own (the metrics recorder is per process; in-process replicas of other
+/// tests would count too): each series of what was done here counts exactly that, not just
+/// exists (most exist at zero from the start).
 #[tokio::test]
 async fn the_metrics_scrape_lints_clean_and_covers_what_sres_watch() {
     let redis = RedisServer::start();
-    let app = TestApp::with_flags(Some(&redis), "metrics", &["--call-ring-timeout", "1"]).await;
-    let mut client = SioClient::connect(&app.base, Mode::Websocket).await;
-    let (ana, ben) = (app.api.user("Ana").await, app.api.user("Ben").await);
-    let (_, call) = app.api.post("/calls", json!({ "fromUserId": ana, "toUserId": ben })).await;
-    app.api.post("/livekit/token", json!({ "roomName": call["roomName"], "userId": ben })).await;
-    app.api.post(&format!("/calls/{}/end", call["id"].as_str().unwrap_or("")), json!({})).await;
-    let (_, room) = app.api.post("/rooms", json!({ "name": "R" })).await;
-    app.api.post(&format!("/rooms/{}/join", room["id"].as_str().unwrap_or("")), json!({ "userId": ana })).await;
-    app.api.get("/users/nobody").await;
+    let url = redis.url();
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("CALL_RING_TIMEOUT", "1"),
+        ("LIVEKIT_API_KEY", crate::support::API_KEY),
+        ("LIVEKIT_API_SECRET", API_SECRET),
+    ];
+    let (_replica, api) = spawn_binary(&env).await;
+    let mut client = SioClient::connect(api.base(), Mode::Websocket).await;
+    let (ana, ben) = (api.user("Ana").await, api.user("Ben").await);
+    let (_, call) = api.post("/calls", json!({ "fromUserId": ana, "toUserId": ben })).await;
+    api.post("/livekit/token", json!({ "roomName": call["roomName"], "userId": ben })).await;
+    api.post(&format!("/calls/{}/end", call["id"].as_str().unwrap_or("")), json!({})).await;
+    let (_, room) = api.post("/rooms", json!({ "name": "R" })).await;
+    api.post(&format!("/rooms/{}/join", room["id"].as_str().unwrap_or("")), json!({ "userId": ana })).await;
+    api.get("/users/nobody").await;
     // Webhooks of every outcome, and a call left to ring until its timer fires.
-    let (_, unanswered) = app.api.post("/calls", json!({ "fromUserId": ana, "toUserId": ben })).await;
-    let (_, answered_by_webhook) = app.api.post("/calls", json!({ "fromUserId": ana, "toUserId": ben })).await;
+    let (_, unanswered) = api.post("/calls", json!({ "fromUserId": ana, "toUserId": ben })).await;
+    let (_, answered_by_webhook) = api.post("/calls", json!({ "fromUserId": ana, "toUserId": ben })).await;
     let joined = webhook_body("participant_joined", "EV_metrics", &answered_by_webhook["roomName"], Some(&ben));
-    post_webhook(&app.api, &joined, Some(sign_webhook(&joined, API_SECRET))).await;
-    post_webhook(&app.api, &joined, Some(sign_webhook(&joined, API_SECRET))).await;
-    post_webhook(&app.api, &joined, Some(sign_webhook("{}", API_SECRET))).await;
-    post_webhook(&app.api, "not json", Some(sign_webhook("not json", API_SECRET))).await;
+    post_webhook(&api, &joined, Some(sign_webhook(&joined, API_SECRET))).await;
+    post_webhook(&api, &joined, Some(sign_webhook(&joined, API_SECRET))).await;
+    post_webhook(&api, &joined, Some(sign_webhook("{}", API_SECRET))).await;
+    post_webhook(&api, "not json", Some(sign_webhook("not json", API_SECRET))).await;
+    let answered = answered_by_webhook["id"].as_str().unwrap_or("");
+    api.post(&format!("/calls/{answered}/end"), json!({})).await;
     let missed = unanswered["id"].clone();
     client.events_until(|name, arg| name == "call.ended" && arg["data"]["callId"] == missed).await;
-    let scrape =
-        || async { app.api.raw(Method::GET, "/metrics").send().await.expect("sent").text().await.expect("text") };
     eventually("the clients gauge to count the websocket client", || async {
-        scrape().await.contains("switchboard_socketio_clients{transport=\"websocket\"} 1")
+        api.metric("switchboard_socketio_clients{transport=\"websocket\"}").await == Some(1.0)
     })
     .await;
-    let text = scrape().await;
+    // What this test did, series by series.
+    for (series, expected) in [
+        (
+            "switchboard_http_request_duration_seconds_count{method=\"POST\",route=\"/calls/{id}/end\",status=\"200\"}",
+            2.0,
+        ),
+        ("switchboard_http_requests_total{method=\"GET\",route=\"/users/{id}\",status=\"404\"}", 1.0),
+        ("switchboard_events_published_total{event=\"room.joined\"}", 1.0),
+        ("switchboard_events_emitted_total{event=\"call.started\"}", 3.0),
+        ("switchboard_calls_started_total", 3.0),
+        ("switchboard_calls_ended_total{reason=\"missed\"}", 1.0),
+        // The callee's LiveKit token answered the first call, the webhook the third.
+        ("switchboard_calls_accepted_total", 2.0),
+        ("switchboard_calls_ended_total{reason=\"completed\"}", 2.0),
+        ("switchboard_call_ring_seconds_count", 2.0),
+        ("switchboard_call_duration_seconds_count", 2.0),
+        ("switchboard_call_timer_lateness_seconds_count", 1.0),
+        ("switchboard_call_timers_fired_total{kind=\"missed\"}", 1.0),
+        ("switchboard_livekit_webhooks_total{type=\"participant_joined\",outcome=\"duplicate\"}", 1.0),
+        ("switchboard_livekit_webhooks_total{type=\"other\",outcome=\"invalid_signature\"}", 1.0),
+        // One to each caller, one to the first callee, one to the room's joiner.
+        ("switchboard_livekit_tokens_issued_total", 5.0),
+        ("switchboard_redis_connected{client=\"subscriber\"}", 1.0),
+        ("switchboard_rooms_created_total", 1.0),
+        ("switchboard_users_registered_total", 2.0),
+    ] {
+        assert_eq!(api.metric(series).await, Some(expected), "{series}");
+    }
+    for series in [
+        "switchboard_relay_delay_seconds_count",
+        "switchboard_redis_command_duration_seconds_count{op=\"update_call\"}",
+        "switchboard_livekit_webhooks_total{type=\"other\",outcome=\"failed\"}",
+    ] {
+        assert!(api.metric(series).await.is_some_and(|v| v > 0.0), "{series} counted nothing");
+    }
+    let text = api.raw(Method::GET, "/metrics").send().await.expect("sent").text().await.expect("text");
     for needle in [
         "switchboard_http_request_duration_seconds_bucket{method=\"POST\",route=\"/calls/{id}/end\",status=\"200\",le=\"0.005\"}",
-        "switchboard_http_requests_total{method=\"GET\",route=\"/users/{id}\",status=\"404\"}",
-        "switchboard_events_published_total{event=\"room.joined\"}",
-        "switchboard_events_emitted_total{event=\"call.started\"}",
-        "switchboard_relay_delay_seconds_bucket{le=\"0.001\"}",
-        "switchboard_redis_command_duration_seconds_bucket{op=\"update_call\",le=\"0.001\"}",
-        "switchboard_calls_ended_total{reason=\"missed\"}",
-        "switchboard_call_ring_seconds_bucket{le=\"0.5\"}",
-        "switchboard_call_duration_seconds_bucket{le=\"5\"}",
-        "switchboard_call_timer_lateness_seconds_bucket{le=\"2\"}",
-        "switchboard_call_timers_fired_total{kind=\"missed\"}",
-        "switchboard_livekit_webhooks_total{type=\"participant_joined\",outcome=\"duplicate\"}",
-        "switchboard_livekit_webhooks_total{type=\"other\",outcome=\"invalid_signature\"}",
-        "switchboard_livekit_webhooks_total{type=\"other\",outcome=\"failed\"}",
         "switchboard_redis_errors_total{op=\"insert_call\"}",
-        "switchboard_redis_connected{client=\"subscriber\"}",
-        "switchboard_livekit_tokens_issued_total",
         "switchboard_build_info{version=\"",
         "# HELP switchboard_relay_delay_seconds",
     ] {

@@ -49,6 +49,11 @@ impl TestApp {
         Self::spawn_with(redis.map(RedisServer::url), None, namespace, flags).await
     }
 
+    /// A replica on the Redis at `url` (through a [`Proxy`](super::Proxy), say), with extra flags.
+    pub async fn on_url_with_flags(url: String, namespace: &str, flags: &[&str]) -> Self {
+        Self::spawn_with(Some(url), None, namespace, flags).await
+    }
+
     /// A replica on the Redis at `redis_url` (a deployment of [`Shapes::private`]).
     ///
     /// [`Shapes::private`]: super::Shapes::private

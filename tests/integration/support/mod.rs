@@ -17,11 +17,13 @@ macro_rules! on_both_stores {
 
 mod app;
 mod client;
+mod proxy;
 mod redis;
 mod shapes;
 
 pub use app::{API_KEY, API_SECRET, AUTH_SECRET, Api, TOKEN_MODE, TOKEN_TTL_S, TestApp, spawn_binary, wait_status};
 pub use client::{Mode, Poller, SioClient};
+pub use proxy::Proxy;
 pub use redis::RedisServer;
 pub use shapes::{Shape, Shapes};
 
