@@ -67,12 +67,21 @@ pid_alive() {
 }
 
 # Starts a detached process (own session, so a Ctrl-C in the caller's terminal does not reach
-# it) and records its PID and a fragment of its command line.
+# it) and records its PID and a fragment of its command line. Returns once the program runs:
+# until the forked shell has exec'd it, the PID's command line is this script's, and
+# pid_alive would take the starting program for a dead one (seen on a loaded machine: nginx
+# "exited" before it started, then was stopped by the clean-up).
 spawn() {
-  local name=$1 match=$2; shift 2
+  local name=$1 match=$2 pid i; shift 2
   setsid "$@" >"$DIR/logs/$name.log" 2>&1 </dev/null &
-  echo $! >"$DIR/pids/$name.pid"
+  pid=$!
+  echo "$pid" >"$DIR/pids/$name.pid"
   echo "$match" >"$DIR/pids/$name.cmd"
+  for ((i = 0; i < 1000; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$match" && return 0
+    sleep 0.01
+  done
 }
 
 stop_pidfile() {

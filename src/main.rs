@@ -69,13 +69,18 @@ fn print_token(cfg: &Config, user: Option<&str>, server: bool, ttl: std::time::D
     std::process::ExitCode::SUCCESS
 }
 
-/// Completes on the first SIGTERM or SIGINT.
-async fn terminated() {
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// Completes on the first SIGTERM or SIGINT. The handlers are installed by this call, not
+/// when the future is first polled (deep in the server's loop): a SIGTERM that came as soon
+/// as the replica answered found the default action and killed it mid-request.
+fn terminated() -> impl Future<Output = ()> + Send + 'static {
+    let signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        let (Ok(mut term), Ok(mut int)) = signals else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

@@ -7,7 +7,9 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
@@ -40,7 +42,8 @@ impl RedisBus {
 }
 
 /// fred announces each connection, the first included; a subscription on any but the first
-/// follows an interruption, a gap in what this replica heard.
+/// follows an interruption, a gap in what this replica heard. A refused SUBSCRIBE (a Redis
+/// still loading its data, a node not yet primary, an ACL) is tried again with backoff.
 async fn subscribe_on_each_connection(
     subscriber: SubscriberClient,
     mut connections: broadcast::Receiver<fred::types::config::Server>,
@@ -51,18 +54,24 @@ async fn subscribe_on_each_connection(
     let mut listened = false;
     loop {
         match connections.recv().await {
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => subscribed.store(false, Ordering::Release),
-            Err(broadcast::error::RecvError::Closed) => return,
+            Ok(_) | Err(RecvError::Lagged(_)) => subscribed.store(false, Ordering::Release),
+            Err(RecvError::Closed) => return,
         }
-        match subscriber.subscribe(channel.as_str()).await {
-            Ok(()) => {
-                subscribed.store(true, Ordering::Release);
-                if std::mem::replace(&mut listened, true) {
-                    let _ = gaps.send(());
-                }
+        let (mut delay, mut warned) = (Duration::from_millis(100), false);
+        while let Err(e) = subscriber.subscribe(channel.as_str()).await {
+            if !std::mem::replace(&mut warned, true) {
+                tracing::warn!(error = %e, "subscribing to the event channel failed; retrying");
             }
-            // The connection dropped again: the next one is announced.
-            Err(e) => tracing::warn!(error = %e, "subscribing to the event channel failed"),
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                // A new connection: try on it at once; the client shut down: stop.
+                next = connections.recv() => if let Err(RecvError::Closed) = next { return },
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+        subscribed.store(true, Ordering::Release);
+        if std::mem::replace(&mut listened, true) {
+            let _ = gaps.send(());
         }
     }
 }

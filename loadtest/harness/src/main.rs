@@ -31,8 +31,9 @@ struct Args {
     /// (L3 as L3t: each event to its 2 users among many sockets); the baseline runs open only.
     #[arg(long, value_delimiter = ',', default_value = "open,token")]
     auth: Vec<Auth>,
-    /// Scenarios to run (L6 against switchboard only: the baseline has no call lifecycle).
-    #[arg(long, value_delimiter = ',', default_value = "L1,L2,L3,L4,L4b,L5,L6")]
+    /// Scenarios to run (L6 and L7 against switchboard only: the baseline has no call
+    /// lifecycle and no resuming; L7 in token mode only).
+    #[arg(long, value_delimiter = ',', default_value = "L1,L2,L3,L4,L4b,L5,L6,L7")]
     only: Vec<String>,
     /// Runs per scenario (the table shows medians).
     #[arg(long, default_value_t = 3)]
@@ -105,6 +106,9 @@ struct Args {
     /// L6: calls left ringing afterwards, each of which must end as `missed`.
     #[arg(long, default_value_t = 100)]
     l6_missed: usize,
+    /// L7: token-mode connections on the replica whose subscription to the events is cut.
+    #[arg(long, default_value_t = 10_000)]
+    l7_clients: usize,
 }
 
 impl Args {
@@ -128,6 +132,7 @@ impl Args {
                 l6_concurrency: 3,
                 l6_secs: 1.0,
                 l6_missed: 5,
+                l7_clients: 40,
             };
         }
         Sizes {
@@ -148,6 +153,7 @@ impl Args {
             l6_concurrency: self.l6_concurrency,
             l6_secs: self.l6_secs,
             l6_missed: self.l6_missed,
+            l7_clients: self.l7_clients,
         }
     }
 
@@ -156,11 +162,22 @@ impl Args {
     }
 }
 
-/// Runs L1–L3 against switchboard with `AUTH=token`; results land in `results` (indexed
-/// like `SCENARIOS`; the other scenarios do not depend on the auth mode and stay empty).
-async fn bench_token(args: &Args, sizes: &Sizes, launcher: &Launcher, results: &mut [ImplResult]) {
+/// Runs L1–L3 and L7 against switchboard with `AUTH=token`; results land in `results`
+/// (indexed like `SCENARIOS`; the other scenarios do not depend on the auth mode and stay
+/// empty).
+async fn bench_token(args: &Args, sizes: &Sizes, launcher: &Launcher, redis: &Redis, results: &mut [ImplResult]) {
     let runs = if args.smoke { 1 } else { args.runs.max(1) };
-    let [l1, l2, l3, ..] = results else { unreachable!("one result per scenario") };
+    let [l1, l2, l3, .., l7] = results else { unreachable!("one result per scenario") };
+    if args.wants("L7") {
+        match launcher.up_with(Impl::Switchboard, Auth::Token, 1, false) {
+            Ok(c) => {
+                for _ in 0..runs {
+                    l7.record(scenarios::l7(&c.replicas[0], redis, sizes).await);
+                }
+            }
+            Err(e) => l7.record(Err(e)),
+        }
+    }
     eprintln!("bench: switchboard, AUTH=token ...");
     let imp = Impl::Switchboard;
     if args.wants("L1") && !args.smoke {
@@ -203,7 +220,7 @@ async fn bench_token(args: &Args, sizes: &Sizes, launcher: &Launcher, results: &
 /// (indexed like `SCENARIOS`). Clusters are stopped as each phase ends.
 async fn bench_impl(imp: Impl, args: &Args, sizes: &Sizes, launcher: &Launcher, results: &mut [ImplResult]) {
     let runs = args.runs.max(1);
-    let [l1, l2, l3, l4, l4b, l5, l6] = results else { unreachable!("one result per scenario") };
+    let [l1, l2, l3, l4, l4b, l5, l6, _] = results else { unreachable!("one result per scenario") };
     eprintln!("bench: {} ...", imp.name());
     if imp == Impl::Node && args.wants("L6") {
         eprintln!("bench: node: L6 n/a (the Node baseline has no call lifecycle)");
@@ -333,7 +350,7 @@ async fn main() -> ExitCode {
             let mut results: Vec<ImplResult> = SCENARIOS.iter().map(|_| ImplResult::new(imp, auth)).collect();
             match auth {
                 Auth::Open => bench_impl(imp, &args, &sizes, &launcher, &mut results).await,
-                Auth::Token => bench_token(&args, &sizes, &launcher, &mut results).await,
+                Auth::Token => bench_token(&args, &sizes, &launcher, &redis, &mut results).await,
             }
             per_impl.push(results);
         }

@@ -17,7 +17,7 @@ pub struct Scenario {
     pub baseline_na: Option<&'static str>,
 }
 
-pub const SCENARIOS: [Scenario; 7] = [
+pub const SCENARIOS: [Scenario; 8] = [
     Scenario {
         id: "L1",
         title: "REST POST /users, then POST /rooms (token: authenticated), at fixed concurrency, one replica on Redis",
@@ -59,6 +59,12 @@ pub const SCENARIOS: [Scenario; 7] = [
         title: "call lifecycle, one replica (CALL_RING_TIMEOUT=1): journeys accept+end, decline busy, cancel; then calls left to ring",
         target: "every answer's status/endReason as the contract says; every ringing call missed, within 2 s of its deadline",
         baseline_na: Some("the Node baseline has no call lifecycle"),
+    },
+    Scenario {
+        id: "L7",
+        title: "AUTH=token, one replica: its subscription to the events cut while half its connections are called, then restored; the called half read their histories, the other half get session.resync",
+        target: "no connection left behind; history reads capped (16 at a time), resyncs spread",
+        baseline_na: Some("the Node baseline has no resuming"),
     },
 ];
 

@@ -1,4 +1,4 @@
-//! The scenarios (L1–L6, and L4b). Each drives one running cluster and returns its numbers;
+//! The scenarios (L1–L7, and L4b). Each drives one running cluster and returns its numbers;
 //! none of them judges the numbers (that is the report's job), so smoke runs can reuse them.
 
 use crate::cluster::{self, Auth, Cluster, Replica};
@@ -35,6 +35,8 @@ pub struct Sizes {
     pub l6_concurrency: usize,
     pub l6_secs: f64,
     pub l6_missed: usize,
+    /// L7: token-mode connections on the replica whose subscription is cut.
+    pub l7_clients: usize,
 }
 
 /// One named number of a scenario run; units are in the name.
@@ -1089,5 +1091,172 @@ pub async fn l6(replica: &Replica, s: &Sizes) -> Result<Metrics, String> {
         metric("missed_late_max_s", if missed > 0 { late_max } else { f64::NAN }),
         // Failed requests and wrong answers: journeys (warm-up included) and ringing calls.
         metric("errors", (warmup_errors + errors + missed_errors) as f64),
+    ])
+}
+
+/// What L7's connections heard: per connection, the `call.started` events and when it had
+/// what it was owed (µs after `base`, 0 while not yet), and whether it got `session.resync`.
+struct CatchUp {
+    base: Instant,
+    started: Vec<AtomicUsize>,
+    done_at_us: Vec<AtomicU64>,
+    resynced: Vec<AtomicUsize>,
+    /// Connections `0..readers` have an offset before the gap; the others have none.
+    readers: usize,
+}
+
+impl CatchUp {
+    fn done(&self, i: usize) -> bool {
+        self.done_at_us[i].load(Ordering::Relaxed) > 0
+    }
+}
+
+struct CatchUpListener {
+    i: usize,
+    state: Arc<CatchUp>,
+}
+
+impl Listener for CatchUpListener {
+    fn on_event(&mut self, body: &str) {
+        let st = &self.state;
+        let now = st.base.elapsed().as_micros().max(1) as u64;
+        if body.starts_with(r#"["call.started""#) {
+            // A reader is owed its second call.started: the one published during the gap.
+            if st.started[self.i].fetch_add(1, Ordering::Relaxed) + 1 >= 2 && self.i < st.readers {
+                let _ = st.done_at_us[self.i].compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        } else if body.starts_with(r#"["session.resync""#) {
+            st.resynced[self.i].fetch_add(1, Ordering::Relaxed);
+            if self.i >= st.readers {
+                let _ = st.done_at_us[self.i].compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// User `2k` calls user `2k + 1` for every pair in `users` (16 requests at a time), and ends
+/// the call when `end`; every user hears `call.started` (and `call.ended`).
+async fn call_pairs(http: &reqwest::Client, base: &str, users: &[User], end: bool) -> Result<(), String> {
+    let sem = Arc::new(Semaphore::new(16));
+    let mut tasks = Vec::new();
+    for pair in users.chunks_exact(2) {
+        let (http, base, sem) = (http.clone(), base.to_owned(), sem.clone());
+        let (caller, callee) = (pair[0].clone(), pair[1].clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+            let body = format!(r#"{{"toUserId":"{}"}}"#, callee.id);
+            let call = post_json(&http, &format!("{base}/calls"), body, caller.token.as_deref()).await?;
+            let id = call["id"].as_str().ok_or_else(|| "POST /calls: no id".to_string())?;
+            if end {
+                post_json(&http, &format!("{base}/calls/{id}/end"), "{}".into(), caller.token.as_deref()).await?;
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+/// Polls `GET /readyz` until it answers 200 (`true`) or 503 (`false`), within 30 s.
+async fn wait_readiness(http: &reqwest::Client, base: &str, ready: bool) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = http.get(format!("{base}/readyz")).send().await.map(|r| r.status().as_u16());
+        if status.is_ok_and(|s| (s == 200) == ready) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("/readyz did not turn {}", if ready { "ready" } else { "unready" }));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// L7 (`AUTH=token`): one replica's subscription to the event channel is cut (Redis refuses
+/// its SUBSCRIBE) while a call is placed to half of its `s.l7_clients` connections, then
+/// restored. That half had an offset before the gap: each reads what it missed from its
+/// user's history (at most 16 reads at a time per replica); the other half had none: each
+/// gets `session.resync`, spread over time. From the moment the replica listens again
+/// (`/readyz` 200): until every connection has what it is owed, Redis's CPU at its peak
+/// (100 ms windows), the spread of the resyncs, and how many were left behind after 60 s.
+pub async fn l7(replica: &Replica, redis: &cluster::Redis, s: &Sizes) -> Result<Metrics, String> {
+    let n = (s.l7_clients / 4).max(1) * 4;
+    let readers = n / 2;
+    let http = http_client(16)?;
+    let users = register_users(&http, &replica.url, n).await?;
+    let state = Arc::new(CatchUp {
+        base: Instant::now(),
+        started: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+        done_at_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        resynced: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+        readers,
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let token = |i: usize| users[i].token.clone();
+    let clients =
+        spawn_clients_as(&replica.url, n, &stop_rx, token, |i| CatchUpListener { i, state: state.clone() }).await?;
+    // Before the gap: every reader hears a call (and its end), and so has an offset.
+    call_pairs(&http, &replica.url, &users[..readers], true).await?;
+    let heard = || (0..readers).all(|i| state.started[i].load(Ordering::Relaxed) >= 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !heard() {
+        if Instant::now() > deadline {
+            return Err("the readers did not hear their first call".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    redis.cut_subscriptions(true)?;
+    let gap = async {
+        wait_readiness(&http, &replica.url, false).await?;
+        call_pairs(&http, &replica.url, &users[..readers], false).await
+    }
+    .await;
+    redis.cut_subscriptions(false)?;
+    gap?;
+    wait_readiness(&http, &replica.url, true).await?;
+    let t0 = state.base.elapsed().as_micros() as u64;
+
+    let (redis_pid, sampling) = (redis.pid(), Arc::new(AtomicUsize::new(1)));
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut peak = Duration::ZERO;
+            while sampling.load(Ordering::Relaxed) == 1 {
+                let before = cluster::cpu_time(redis_pid).unwrap_or_default();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                peak = peak.max(cluster::cpu_time(redis_pid).unwrap_or_default().saturating_sub(before));
+            }
+            peak
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(0..n).all(|i| state.done(i)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sampling.store(0, Ordering::Relaxed);
+    let peak = sampler.await.map_err(|e| e.to_string())?;
+    let _ = stop_tx.send(true);
+    for c in clients {
+        let _ = c.await;
+    }
+
+    let after = |i: usize| state.done_at_us[i].load(Ordering::Relaxed).saturating_sub(t0) as f64 / 1e6;
+    let latest = |range: std::ops::Range<usize>| range.filter(|&i| state.done(i)).map(after).fold(0.0, f64::max);
+    let resyncs: Vec<f64> = (readers..n).filter(|&i| state.done(i)).map(after).collect();
+    let spread = resyncs.iter().copied().fold(0.0, f64::max) - resyncs.iter().copied().fold(f64::INFINITY, f64::min);
+    Ok(vec![
+        metric("connections", n as f64),
+        metric("all caught up, s", latest(0..n)),
+        metric("history reads done, s", latest(0..readers)),
+        metric("resync spread, s", if resyncs.is_empty() { 0.0 } else { spread }),
+        metric("Redis CPU peak, %", peak.as_secs_f64() / 0.1 * 100.0),
+        metric("left behind", (0..n).filter(|&i| !state.done(i)).count() as f64),
+        metric(
+            "readers resynced",
+            (0..readers).filter(|&i| state.resynced[i].load(Ordering::Relaxed) > 0).count() as f64,
+        ),
     ])
 }
