@@ -167,7 +167,8 @@ pub async fn count_clients(io: SocketIo, audiences: Option<Arc<Audiences>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tick.tick().await;
-        let sockets = io.sockets();
+        // Gone once the replica has closed its sockets at shutdown.
+        let Some(sockets) = io.of("/").map(|ns| ns.sockets()) else { return };
         let websocket = sockets.iter().filter(|s| s.transport_type() == TransportType::Websocket).count();
         metrics::socket_clients(sockets.len() - websocket, websocket);
         if let Some(tracked) = audiences.as_ref().map(|a| a.tracked()) {

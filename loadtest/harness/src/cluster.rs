@@ -224,35 +224,15 @@ impl Redis {
         self.child.id()
     }
 
-    /// Cuts (`true`) every replica's subscription to its event channel and keeps it cut:
-    /// SUBSCRIBE is refused to everyone and the subscribers' connections are closed, so their
-    /// reconnections cannot listen again; `false` allows SUBSCRIBE again. Publishing and
-    /// every other command go on meanwhile.
-    pub fn cut_subscriptions(&self, cut: bool) -> Result<(), String> {
-        if !cut {
-            return self.command("ACL SETUSER default +subscribe");
-        }
-        self.command("ACL SETUSER default -subscribe")?;
-        self.reply("CLIENT KILL TYPE pubsub").map(drop)
-    }
-
     /// One inline command that answers `+OK`/`+PONG`: no Redis client crate needed.
     fn command(&self, cmd: &str) -> Result<(), String> {
-        match self.reply(cmd)? {
-            reply if reply.starts_with(b"+") => Ok(()),
-            reply => Err(format!("redis {cmd}: {reply:?}")),
-        }
-    }
-
-    /// One inline command's reply (its first 64 bytes); an error reply is an error.
-    fn reply(&self, cmd: &str) -> Result<Vec<u8>, String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
         s.write_all(format!("{cmd}\r\n").as_bytes()).map_err(|e| e.to_string())?;
         let mut buf = [0u8; 64];
         let n = s.read(&mut buf).map_err(|e| e.to_string())?;
         match buf.get(..n) {
-            Some(reply) if !reply.is_empty() && !reply.starts_with(b"-") => Ok(reply.to_vec()),
+            Some(reply) if reply.starts_with(b"+") => Ok(()),
             reply => Err(format!("redis {cmd}: {reply:?}")),
         }
     }

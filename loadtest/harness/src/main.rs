@@ -6,6 +6,9 @@
 
 mod cluster;
 mod eio;
+/// The tests' TCP proxy: L7 cuts one replica off from Redis with it.
+#[path = "../../../tests/integration/support/proxy.rs"]
+mod proxy;
 mod report;
 mod scenarios;
 
@@ -168,18 +171,27 @@ impl Args {
 async fn bench_token(args: &Args, sizes: &Sizes, launcher: &Launcher, redis: &Redis, results: &mut [ImplResult]) {
     let runs = if args.smoke { 1 } else { args.runs.max(1) };
     let [l1, l2, l3, .., l7] = results else { unreachable!("one result per scenario") };
-    if args.wants("L7") {
-        match launcher.up_with(Impl::Switchboard, Auth::Token, 1, false) {
-            Ok(c) => {
-                for _ in 0..runs {
-                    l7.record(scenarios::l7(&c.replicas[0], redis, sizes).await);
-                }
-            }
-            Err(e) => l7.record(Err(e)),
-        }
-    }
     eprintln!("bench: switchboard, AUTH=token ...");
     let imp = Impl::Switchboard;
+    if args.wants("L7") {
+        // The replica whose connection to Redis is cut, through a proxy, and one beside it.
+        let proxy = proxy::Proxy::start(redis.port).await;
+        let through_proxy = Launcher {
+            redis_url: proxy.url(),
+            dir: launcher.dir.join("l7"),
+            base_port: launcher.base_port + 5,
+            ..launcher.clone()
+        };
+        let cut_off = through_proxy.up_with(imp, Auth::Token, 1, false);
+        match (cut_off, launcher.up_with(imp, Auth::Token, 1, false)) {
+            (Ok(a), Ok(b)) => {
+                for _ in 0..runs {
+                    l7.record(scenarios::l7(&a.replicas[0], &b.replicas[0], &proxy, redis, sizes).await);
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => l7.record(Err(e)),
+        }
+    }
     if args.wants("L1") && !args.smoke {
         match launcher.up_with(imp, Auth::Token, 1, false) {
             Ok(c) => {

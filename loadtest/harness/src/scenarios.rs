@@ -1174,18 +1174,25 @@ async fn wait_readiness(http: &reqwest::Client, base: &str, ready: bool) -> Resu
     }
 }
 
-/// L7 (`AUTH=token`): one replica's subscription to the event channel is cut (Redis refuses
-/// its SUBSCRIBE) while a call is placed to half of its `s.l7_clients` connections, then
-/// restored. That half had an offset before the gap: each reads what it missed from its
-/// user's history (at most 16 reads at a time per replica); the other half had none: each
-/// gets `session.resync`, spread over time. From the moment the replica listens again
-/// (`/readyz` 200): until every connection has what it is owed, Redis's CPU at its peak
-/// (100 ms windows), the spread of the resyncs, and how many were left behind after 60 s.
-pub async fn l7(replica: &Replica, redis: &cluster::Redis, s: &Sizes) -> Result<Metrics, String> {
+/// L7 (`AUTH=token`): replica `cut_off` reaches Redis through `proxy`; its connection is cut
+/// while a call is placed (through `direct`, another replica) to half of `cut_off`'s
+/// `s.l7_clients` connections, then restored. That half had an offset before the gap: each
+/// reads what it missed from its user's history (at most 16 reads at a time per replica);
+/// the other half had none: each gets `session.resync`, spread over time. From the moment
+/// `cut_off` is ready again (`/readyz` 200): until every connection has what it is owed,
+/// Redis's CPU at its peak (100 ms windows), the spread of the resyncs, and how many were
+/// left behind after 60 s.
+pub async fn l7(
+    cut_off: &Replica,
+    direct: &Replica,
+    proxy: &crate::proxy::Proxy,
+    redis: &cluster::Redis,
+    s: &Sizes,
+) -> Result<Metrics, String> {
     let n = (s.l7_clients / 4).max(1) * 4;
     let readers = n / 2;
     let http = http_client(16)?;
-    let users = register_users(&http, &replica.url, n).await?;
+    let users = register_users(&http, &direct.url, n).await?;
     let state = Arc::new(CatchUp {
         base: Instant::now(),
         started: (0..n).map(|_| AtomicUsize::new(0)).collect(),
@@ -1196,27 +1203,28 @@ pub async fn l7(replica: &Replica, redis: &cluster::Redis, s: &Sizes) -> Result<
     let (stop_tx, stop_rx) = watch::channel(false);
     let token = |i: usize| users[i].token.clone();
     let clients =
-        spawn_clients_as(&replica.url, n, &stop_rx, token, |i| CatchUpListener { i, state: state.clone() }).await?;
+        spawn_clients_as(&cut_off.url, n, &stop_rx, token, |i| CatchUpListener { i, state: state.clone() }).await?;
     // Before the gap: every reader hears a call (and its end), and so has an offset.
-    call_pairs(&http, &replica.url, &users[..readers], true).await?;
+    call_pairs(&http, &direct.url, &users[..readers], true).await?;
     let heard = || (0..readers).all(|i| state.started[i].load(Ordering::Relaxed) >= 1);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !heard() {
         if Instant::now() > deadline {
-            return Err("the readers did not hear their first call".into());
+            let heard = (0..readers).filter(|&i| state.started[i].load(Ordering::Relaxed) >= 1).count();
+            return Err(format!("{heard} of {readers} readers heard their first call within 30 s"));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    redis.cut_subscriptions(true)?;
+    proxy.cut();
     let gap = async {
-        wait_readiness(&http, &replica.url, false).await?;
-        call_pairs(&http, &replica.url, &users[..readers], false).await
+        wait_readiness(&http, &cut_off.url, false).await?;
+        call_pairs(&http, &direct.url, &users[..readers], false).await
     }
     .await;
-    redis.cut_subscriptions(false)?;
+    proxy.restore();
     gap?;
-    wait_readiness(&http, &replica.url, true).await?;
+    wait_readiness(&http, &cut_off.url, true).await?;
     let t0 = state.base.elapsed().as_micros() as u64;
 
     let (redis_pid, sampling) = (redis.pid(), Arc::new(AtomicUsize::new(1)));

@@ -8,7 +8,7 @@ connect packet with the token and closes the session at once; thaws Redis (SIGCO
 POSTS /users through B (each a broadcast A relays to its sockets) and prints A's RSS
 before and after, and A's tracked-connection gauges.
 
-    loadtest/abandoned-connects.py target/release/switchboard [--abandoned 300] [--posts 6000]
+    loadtest/abuse/abandoned_connects.py target/release/switchboard [--abandoned 300] [--posts 6000]
 
 Only the standard library; redis-server must be installed (scripts/install-deps.sh).
 """
@@ -18,19 +18,14 @@ import concurrent.futures
 import json
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
 
+from flood import free_port, rss_kib
+
 SECRET = "a-benchmark-auth-secret-of-at-least-32-bytes"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(method, url, body=None, token=None):
@@ -53,14 +48,6 @@ def wait_ready(base):
         except Exception:
             time.sleep(0.05)
     raise SystemExit(f"{base} did not become ready")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def metric(base, name):
