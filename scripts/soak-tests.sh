@@ -63,9 +63,12 @@ done
 
 echo
 printf '%-90s %s\n' "test" "failures"
-grep -h '^test .* \.\.\. FAILED$' "$dir"/run-*.log 2>/dev/null |
+{ grep -h '^test .* \.\.\. FAILED$' "$dir"/run-*.log || true; } |
   sed -e 's/^test //' -e 's/ \.\.\. FAILED$//' | sort | uniq -c | sort -rn |
   awk -v runs="$runs" '{ printf "%-90s %d of %d\n", $2, $1, runs }'
-grep -L '^test result: ' "$dir"/run-*.log 2>/dev/null | sed 's/^/no result (build error or crash): /' || true
+{ grep -L '^test result: ' "$dir"/run-*.log || true; } | sed 's/^/no result (build error or crash): /'
 printf '%-90s %d of %d\n' "(runs with any failure)" "$failed_runs" "$runs"
+grep -h '^test result: ' "$dir"/run-*.log | sed -e 's/;.*//' -e 's/^test result: //' | sort | uniq -c |
+  awk '{ n = $1; $1 = ""; printf "%-90s %d runs\n", "(suite result:" $0 ")", n }'
+
 [ "$failed_runs" -eq 0 ]
