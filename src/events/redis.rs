@@ -42,8 +42,9 @@ impl RedisBus {
 }
 
 /// fred announces each connection, the first included; a subscription on any but the first
-/// follows an interruption, a gap in what this replica heard. A refused SUBSCRIBE (a Redis
-/// still loading its data, a node not yet primary, an ACL) is tried again with backoff.
+/// follows an interruption, a gap in what this replica heard. A SUBSCRIBE that fred reports
+/// failed is tried again with backoff. (fred does not report every refusal: one refused by
+/// an ACL came back `Ok`; confirming the subscription end to end is the event bus's next step.)
 async fn subscribe_on_each_connection(
     subscriber: SubscriberClient,
     mut connections: broadcast::Receiver<fred::types::config::Server>,
