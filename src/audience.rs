@@ -142,14 +142,17 @@ impl Conn {
         sent
     }
 
+    /// Whether the user's history can give this connection what it misses from now on:
+    /// not for a server connection, nor before the connection's first offset.
+    fn replayable(&self, cursor: &Cursor) -> bool {
+        self.user.is_some() && cursor.last.is_some()
+    }
+
     /// The socket could not take an event: hold from now on; `true` when the caller must
-    /// start the catch-up. An event the user's history does not keep for this connection
-    /// (none of a server connection, none to everyone, none before its first offset) is
-    /// owed as `session.resync`.
+    /// start the catch-up. An event the history does not keep for this connection (see
+    /// [`Conn::replayable`]; none to everyone) is owed as `session.resync`.
     fn fall_behind(&self, cursor: &mut Cursor, kept: bool) -> bool {
-        if !kept || self.user.is_none() || cursor.last.is_none() {
-            cursor.lost = true;
-        }
+        cursor.lost |= !kept || !self.replayable(cursor);
         self.hold(cursor)
     }
 
@@ -405,7 +408,7 @@ impl Audiences {
                 cursor.stale = true;
                 continue;
             }
-            let resync = conn.user.is_none() || cursor.last.is_none();
+            let resync = !conn.replayable(&cursor);
             cursor.lost |= resync;
             conn.hold(&mut cursor);
             drop(cursor);
@@ -470,7 +473,7 @@ impl Audiences {
             }
             let mut cursor = conn.cursor();
             if std::mem::take(&mut cursor.stale) {
-                cursor.lost |= conn.user.is_none() || cursor.last.is_none();
+                cursor.lost |= !conn.replayable(&cursor);
                 wait = Duration::ZERO;
                 continue;
             }

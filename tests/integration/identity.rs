@@ -8,6 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchboard::auth::Tokens;
+use switchboard::events::Offset;
 
 enum Backend {
     Memory,
@@ -391,18 +392,13 @@ fn started_and_ended(calls: &[String]) -> Vec<(String, String)> {
 
 /// (name, callId) of heard events, checking that their offsets increase.
 fn names_and_calls(heard: &[(String, Value)]) -> Vec<(String, String)> {
-    let offsets: Vec<_> = heard.iter().map(|(_, arg)| arg["offset"].as_str().and_then(parse_offset)).collect();
+    let offsets: Vec<_> = heard.iter().map(|(_, arg)| arg["offset"].as_str().and_then(Offset::parse)).collect();
     assert!(offsets.iter().all(Option::is_some), "every event has an offset");
     assert!(offsets.windows(2).all(|w| w[0] < w[1]), "offsets increase");
     heard
         .iter()
         .map(|(name, arg)| (name.clone(), arg["data"]["callId"].as_str().unwrap_or_default().to_owned()))
         .collect()
-}
-
-fn parse_offset(offset: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = offset.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// A connection that stops reading while its user's events keep coming (its socket's

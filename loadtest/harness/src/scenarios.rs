@@ -5,7 +5,7 @@ use crate::cluster::{self, Auth, Cluster, Replica};
 use crate::eio::{self, Client, End, Polling};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -1227,12 +1227,12 @@ pub async fn l7(
     wait_readiness(&http, &cut_off.url, true).await?;
     let t0 = state.base.elapsed().as_micros() as u64;
 
-    let (redis_pid, sampling) = (redis.pid(), Arc::new(AtomicUsize::new(1)));
+    let (redis_pid, sampling) = (redis.pid(), Arc::new(AtomicBool::new(true)));
     let sampler = {
         let sampling = sampling.clone();
         tokio::spawn(async move {
             let mut peak = Duration::ZERO;
-            while sampling.load(Ordering::Relaxed) == 1 {
+            while sampling.load(Ordering::Relaxed) {
                 let before = cluster::cpu_time(redis_pid).unwrap_or_default();
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 peak = peak.max(cluster::cpu_time(redis_pid).unwrap_or_default().saturating_sub(before));
@@ -1244,7 +1244,7 @@ pub async fn l7(
     while !(0..n).all(|i| state.done(i)) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    sampling.store(0, Ordering::Relaxed);
+    sampling.store(false, Ordering::Relaxed);
     let peak = sampler.await.map_err(|e| e.to_string())?;
     let _ = stop_tx.send(true);
     for c in clients {

@@ -166,16 +166,21 @@ pub struct Poller {
 }
 
 impl Poller {
-    /// Opens a session and connects with `auth`; returns once the connect is acknowledged
-    /// (and nothing has been read beyond it).
-    pub async fn connect(base: &str, auth: Value) -> Self {
+    /// Opens an Engine.IO session (the handshake only: no namespace joined yet).
+    pub async fn open(base: &str) -> Self {
         // Longer than a long poll's wait for data (the ping interval, 25 s).
         let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(40)).build().expect("client");
         let open = http.get(format!("{base}/socket.io/?EIO=4&transport=polling")).send().await.expect("open");
         let text = open.text().await.expect("handshake");
         let handshake: Value = serde_json::from_str(text.trim_start_matches('0')).expect("handshake");
         let sid = handshake["sid"].as_str().expect("sid");
-        let poller = Self { http, url: format!("{base}/socket.io/?EIO=4&transport=polling&sid={sid}") };
+        Self { http, url: format!("{base}/socket.io/?EIO=4&transport=polling&sid={sid}") }
+    }
+
+    /// Opens a session and connects with `auth`; returns once the connect is acknowledged
+    /// (and nothing has been read beyond it).
+    pub async fn connect(base: &str, auth: Value) -> Self {
+        let poller = Self::open(base).await;
         poller.post(format!("40{auth}")).await;
         loop {
             let packets = tokio::time::timeout(WAIT, poller.get()).await.expect("a connect ack in time");
@@ -191,7 +196,8 @@ impl Poller {
         }
     }
 
-    async fn post(&self, body: String) {
+    /// Sends Engine.IO packets (one, unframed); the server must answer 200.
+    pub async fn post(&self, body: String) {
         let res = self.http.post(&self.url).body(body).send().await.expect("post");
         assert_eq!(res.status(), reqwest::StatusCode::OK);
     }
