@@ -8,6 +8,13 @@
 #   scripts/redis-shapes.sh up --dir DIR [--owner-pid PID] [--base-port N] [--timeout S]
 #   scripts/redis-shapes.sh down --dir DIR      stop exactly what `up` started (by PID files)
 #   scripts/redis-shapes.sh status --dir DIR    print DIR/env and which processes are alive
+#   scripts/redis-shapes.sh kill --dir DIR --server NAME
+#                                               SIGKILL one server of the set (cluster-1..6,
+#                                               primary, replica, sentinel-1..3, tls), as a
+#                                               crashed machine; waits until it is gone
+#   scripts/redis-shapes.sh revive --dir DIR --server NAME
+#                                               start a killed server again, as it was started
+#                                               (its data is gone: it rejoins as a replica)
 #
 # `up` starts everything, waits until every shape is ready, writes DIR/env and prints it on
 # stdout (progress and errors go to stderr). DIR/env holds KEY=VALUE lines, unquoted (so it
@@ -44,6 +51,8 @@ set -euo pipefail
 
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 DIR=""
+SERVER=""
+TIMEOUT=30
 SERVICE=switchboard
 NPORTS=18
 # Every server this script starts, by PID file name (the watchdog is not one of them).
@@ -82,6 +91,7 @@ spawn() {
   setsid "$@" >>"$DIR/logs/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$DIR/pids/$name.pid"
   echo "$match" >"$DIR/pids/$name.cmd"
+  printf '%s\0' "$match" "$@" >"$DIR/pids/$name.argv"
 }
 
 # Every recorded process but the caller itself: TERM to its process group (each one leads
@@ -109,7 +119,7 @@ stop_all() {
     log "pid $pid ignored SIGTERM for 10 s; sending SIGKILL"
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
   done
-  rm -f "$DIR"/pids/*.pid "$DIR"/pids/*.cmd
+  rm -f "$DIR"/pids/*.pid "$DIR"/pids/*.cmd "$DIR"/pids/*.argv
 }
 
 shapes_alive() {
@@ -550,21 +560,60 @@ cmd_status() {
   [ ! -s "$DIR/owners" ] || echo "# owners: $(awk '{printf "%s%s", s, $1; s=" "}' "$DIR/owners")"
 }
 
+cmd_kill() {
+  [ -n "$DIR" ] && [ -n "$SERVER" ] || die "kill needs --dir DIR --server NAME"
+  lock
+  pid_alive "$DIR/pids/$SERVER.pid" || die "$SERVER is not running in $DIR"
+  local pid i
+  pid=$(cat "$DIR/pids/$SERVER.pid")
+  kill -KILL "$pid"
+  for ((i = 0; i < 100; i++)); do running "$pid" || return 0; sleep 0.1; done
+  die "$SERVER (pid $pid) did not exit after SIGKILL"
+}
+
+cmd_revive() {
+  [ -n "$DIR" ] && [ -n "$SERVER" ] || die "revive needs --dir DIR --server NAME"
+  lock
+  [ -f "$DIR/pids/$SERVER.argv" ] || die "$SERVER was never started in $DIR"
+  ! pid_alive "$DIR/pids/$SERVER.pid" || die "$SERVER is running in $DIR"
+  local argv=()
+  mapfile -d '' argv <"$DIR/pids/$SERVER.argv"
+  spawn "$SERVER" "${argv[@]}"
+  # shellcheck disable=SC2086
+  wait_for "$SERVER to answer PING" pings $(port_of "$SERVER")
+}
+
+# The port a server of the set listens on (DIR/env names them all).
+port_of() {
+  local key index
+  case "$1" in
+    cluster-*) key=REDIS_CLUSTER_PORTS index=${1#cluster-} ;;
+    sentinel-*) key=REDIS_SENTINEL_PORTS index=${1#sentinel-} ;;
+    primary) key=REDIS_SENTINEL_PRIMARY_PORT index=1 ;;
+    replica) key=REDIS_SENTINEL_REPLICA_PORT index=1 ;;
+    *) die "no port known for $1" ;;
+  esac
+  grep "^$key=" "$DIR/env" | cut -d= -f2 | tr ' ' '\n' | sed -n "${index}p"
+}
+
 main() {
   local cmd=${1:-}
   [ $# -eq 0 ] || shift
   case "$cmd" in
     up) cmd_up "$@" ;;
-    down | status | __watch)
+    down | status | kill | revive | __watch)
       while [ $# -gt 0 ]; do
         case "$1" in
           --dir) DIR=$2; shift 2 ;;
+          --server) SERVER=$2; shift 2 ;;
           *) die "unknown option for $cmd: $1" ;;
         esac
       done
       case "$cmd" in
         down) cmd_down ;;
         status) cmd_status ;;
+        kill) cmd_kill ;;
+        revive) cmd_revive ;;
         __watch) cmd_watch ;;
       esac
       ;;

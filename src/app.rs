@@ -4,8 +4,7 @@
 use crate::audience::Audiences;
 use crate::auth::Tokens;
 use crate::config::{AuthMode, Config};
-use crate::events::History;
-use crate::events::{EventBus, LocalBus, RedisBus};
+use crate::events::{EventBus, Feed, History, LocalBus, RedisBus};
 use crate::http::{self, AppState};
 use crate::livekit::{TokenIssuer, WebhookVerifier};
 use crate::realtime;
@@ -51,9 +50,10 @@ pub struct App {
 
 impl App {
     pub async fn build(cfg: &Config) -> Result<Self, StartError> {
+        let log = cfg.event_log();
         let (store, bus, redis): (Arc<dyn Store>, Arc<dyn EventBus>, _) = match &cfg.redis_url {
             None => {
-                let bus = LocalBus::new();
+                let bus = LocalBus::new(log);
                 (Arc::new(MemoryStore::new(bus.clone())), Arc::new(bus), None)
             }
             Some(url) => {
@@ -61,8 +61,9 @@ impl App {
                 let prefix = cfg.redis_prefix();
                 let wait = (cfg.redis_wait_replicas > 0)
                     .then_some(WaitReplicas { replicas: cfg.redis_wait_replicas, timeout: cfg.redis_wait_timeout });
-                let store = RedisStore::new(client.clone(), command_options(cfg.redis_timeout), prefix.clone(), wait);
-                let bus = RedisBus::new(subscriber.clone(), format!("{prefix}events"));
+                let options = command_options(cfg.redis_timeout);
+                let store = RedisStore::new(client.clone(), options.clone(), prefix.clone(), wait, log);
+                let bus = RedisBus::new(subscriber.clone(), client.clone(), options, &prefix);
                 (Arc::new(store), Arc::new(bus), Some((client, subscriber)))
             }
         };
@@ -75,7 +76,8 @@ impl App {
         let webhooks = WebhookVerifier::new(&cfg.livekit_api_key, &cfg.livekit_api_secret);
         let identity = identity(cfg);
         let audiences = identity.is_some().then(|| Arc::new(Audiences::default()));
-        let service = Arc::new(Service::new(store, bus.clone(), tokens, webhooks, cfg.timeouts(), identity));
+        let feed = Arc::new(Feed::new(bus));
+        let service = Arc::new(Service::new(store, feed.clone(), tokens, webhooks, cfg.timeouts(), identity));
         let (sio_layer, io) = realtime::layer();
         realtime::serve(&io, audiences.as_ref().map(|a| (a, service.clone())));
         let mut tasks = Vec::new();
@@ -86,7 +88,7 @@ impl App {
             tasks.push(tokio::spawn(watch_connections(client.clone(), subscriber.clone())));
         }
         tasks.extend([
-            realtime::spawn_relay(bus.as_ref(), io.clone(), audiences.clone()),
+            realtime::spawn_relay(&feed, io.clone(), audiences.clone()),
             tokio::spawn(realtime::count_clients(io.clone(), audiences)),
             tokio::spawn(fire_timers(service.clone())),
         ]);

@@ -97,6 +97,16 @@ pub struct Config {
     #[arg(long, env = "EVENT_HISTORY_TTL", default_value = "86400", value_parser = seconds)]
     pub event_history_ttl: Duration,
 
+    /// Events the namespace's event log keeps, from which a replica closes a gap in its
+    /// subscription (a Redis failover, a dropped connection).
+    #[arg(long, env = "EVENT_LOG_MAX", default_value_t = 10_000)]
+    pub event_log_max: u32,
+
+    /// Seconds the event log goes back: a replica away for longer misses events (said,
+    /// rather than replayed late).
+    #[arg(long, env = "EVENT_LOG_AGE", default_value = "60", value_parser = seconds)]
+    pub event_log_age: Duration,
+
     /// Comma-separated allowed CORS origins; `*` allows every origin.
     #[arg(long, env = "CORS_ORIGINS", default_value = "*", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -199,6 +209,10 @@ impl Config {
         crate::domain::Timeouts { ring: some(self.call_ring_timeout), max_duration: some(self.call_max_duration) }
     }
 
+    pub fn event_log(&self) -> crate::events::EventLog {
+        crate::events::EventLog { max: self.event_log_max, age: self.event_log_age }
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port)
     }
@@ -287,6 +301,9 @@ impl Config {
         if self.event_history == 0 {
             return fail("EVENT_HISTORY (--event-history)", "must be at least 1");
         }
+        if self.event_log_max == 0 {
+            return fail("EVENT_LOG_MAX (--event-log-max)", "must be at least 1");
+        }
         if self.body_limit == 0 {
             return fail("BODY_LIMIT (--body-limit)", "must be at least 1 byte");
         }
@@ -327,6 +344,8 @@ impl fmt::Debug for Config {
             .field("auth_token_ttl", &self.auth_token_ttl)
             .field("event_history", &self.event_history)
             .field("event_history_ttl", &self.event_history_ttl)
+            .field("event_log_max", &self.event_log_max)
+            .field("event_log_age", &self.event_log_age)
             .field("call_ring_timeout", &self.call_ring_timeout)
             .field("call_max_duration", &self.call_max_duration)
             .field("cors_origins", &self.cors_origins)

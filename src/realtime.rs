@@ -4,7 +4,7 @@
 
 use crate::audience::Audiences;
 use crate::domain::Event;
-use crate::events::{self, Delivery, EventBus, Incoming};
+use crate::events::{self, Delivery, Feed, Incoming};
 use crate::http::ApiError;
 use crate::service::Service;
 use crate::telemetry::{metrics, trace};
@@ -183,34 +183,24 @@ struct Payload<'a> {
     data: &'a RawValue,
 }
 
-/// Subscribes to the bus now, then emits each message to this replica's sockets: to all
+/// Subscribes to the feed now, then emits each message to this replica's sockets: to all
 /// of them, or with `AUTH=token` an addressed event to its audiences.
-pub fn spawn_relay(bus: &dyn EventBus, io: SocketIo, audiences: Option<Arc<Audiences>>) -> JoinHandle<()> {
-    let mut deliveries = bus.subscribe();
+pub fn spawn_relay(feed: &Feed, io: SocketIo, audiences: Option<Arc<Audiences>>) -> JoinHandle<()> {
+    let mut deliveries = feed.subscribe();
     tokio::spawn(async move {
         while let Some(delivery) = deliveries.next().await {
             match delivery {
                 Delivery::Message(text) => emit(&io, &text, audiences.as_ref()).await,
-                Delivery::Lagged(n) => {
-                    metrics::events_dropped(n);
-                    tracing::warn!(events = n, "relay fell behind the bus; events were dropped");
-                    catch_up(audiences.as_ref());
-                }
-                Delivery::Gap => {
-                    tracing::warn!("the event subscription was interrupted; events published meanwhile were missed");
-                    catch_up(audiences.as_ref());
+                // With AUTH=token every connection catches up from its user's history (what
+                // it kept); with AUTH=open nothing can be recovered (the feed said so).
+                Delivery::Lost => {
+                    if let Some(audiences) = &audiences {
+                        audiences.catch_up_all();
+                    }
                 }
             }
         }
     })
-}
-
-/// After events were missed here: with `AUTH=token` every connection catches up from its
-/// user's history (what it kept); with `AUTH=open` nothing can be recovered.
-fn catch_up(audiences: Option<&Arc<Audiences>>) {
-    if let Some(audiences) = audiences {
-        audiences.catch_up_all();
-    }
 }
 
 async fn emit(io: &SocketIo, text: &str, audiences: Option<&Arc<Audiences>>) {

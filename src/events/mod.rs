@@ -1,38 +1,77 @@
 //! The event bus: how a change stored by one replica reaches the relay of every replica
 //! (the publisher's own included). The store publishes each event in the same atomic step
-//! as its change; the bus delivers. It carries text; [`encode`] and [`Incoming`] define
-//! that text, so memory and Redis modes share every line after the store.
+//! as its change, and appends it to the namespace's event log in that step too; the bus
+//! delivers live, and the [`Feed`] reads the log for what the live path missed. It carries
+//! text; [`encode`] and [`Incoming`] define that text, so memory and Redis modes share
+//! every line after the store.
 
+mod feed;
 mod local;
 mod redis;
 
+pub use feed::{Delivery, Feed};
 pub use local::LocalBus;
 pub use redis::RedisBus;
 
 use crate::domain::{Event, UserId};
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// What a subscriber receives.
+/// What the live path of a bus delivers, in the order it was published.
 #[derive(Debug)]
-pub enum Delivery {
+pub enum Signal {
+    /// A message as published: see [`unframe`].
     Message(String),
-    /// The subscriber fell this many messages behind and they were dropped.
+    /// The listener fell this many messages behind and they were dropped.
     Lagged(u64),
-    /// The subscription was interrupted and is live again: what was published meanwhile
-    /// did not arrive here.
-    Gap,
+    /// The subscription is live (again): every message after `head`, the log's last
+    /// entry at this point of the live path, will arrive or show a gap.
+    Live(Offset),
 }
 
-/// Delivers encoded events, published by the store, to every replica.
+/// One read of the log: messages after the offset asked for, oldest first.
+pub struct Page {
+    pub messages: Vec<(Offset, String)>,
+    /// `false`: the log no longer has the offset asked for, so messages right after it may
+    /// have been trimmed away (a replica away for longer than the log keeps).
+    pub complete: bool,
+}
+
+/// How long the namespace's event log is (`EVENT_LOG_MAX` entries) and how far back it
+/// goes (`EVENT_LOG_AGE`): a gap in a replica's live path is closed from it within these.
+#[derive(Clone, Copy, Debug)]
+pub struct EventLog {
+    pub max: u32,
+    pub age: Duration,
+}
+
+/// Delivers encoded events, published by the store, to every replica: live, and from the
+/// log the store appends them to.
 pub trait EventBus: Send + Sync {
-    /// Every message published from now on, by any replica.
-    fn subscribe(&self) -> BoxStream<'static, Delivery>;
-    /// Whether messages published now will reach [`subscribe`](Self::subscribe)rs (readiness).
-    fn is_subscribed(&self) -> bool;
+    /// Every message published from now on, by any replica, with the subscription's state.
+    fn listen(&self) -> BoxStream<'static, Signal>;
+    /// Whether messages published now reach [`listen`](Self::listen)ers.
+    fn is_listening(&self) -> bool;
+    /// At most `limit` logged messages after `after`; `Err` says why the log could not be read.
+    fn read(&self, after: Offset, limit: usize) -> BoxFuture<'static, Result<Page, String>>;
+}
+
+/// A published message: `<id> <prev>\n<body>`, its id in the log and the id of the entry
+/// before it (`0-0` for the first), so a listener that has not delivered `prev` knows it
+/// missed something. The Redis scripts build the same text (prelude.lua).
+pub fn frame(id: Offset, prev: Offset, body: &str) -> String {
+    format!("{id} {prev}\n{body}")
+}
+
+/// A published message taken apart: id, previous id, and where its body starts.
+pub fn unframe(message: &str) -> Option<(Offset, Offset, usize)> {
+    let (head, _) = message.split_once('\n')?;
+    let (id, prev) = head.split_once(' ')?;
+    Some((Offset::parse(id)?, Offset::parse(prev)?, head.len() + 1))
 }
 
 #[derive(Serialize)]
@@ -108,8 +147,8 @@ pub fn open(envelope: &str) -> Option<(Option<Vec<&str>>, u32, Duration, &str)> 
     Some((users, max, ttl, body))
 }
 
-/// An event's position in one user's history: a stream entry id, `<ms>-<seq>`,
-/// increasing per user.
+/// An event's position in the namespace's log or in one user's history: a stream entry id,
+/// `<ms>-<seq>`, increasing along the stream.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Offset(pub u64, pub u64);
 
@@ -173,6 +212,14 @@ mod tests {
         assert!(open(&super::envelope(&event, Audience::Participants, history)).is_some_and(|(u, ..)| u.is_none()));
         assert!(open(&super::envelope(&event, Audience::Everyone, history)).is_none());
         assert!(open(&super::envelope(&event, Audience::Users(&[a]), None)).is_none());
+    }
+
+    #[test]
+    fn a_framed_message_gives_back_its_ids_and_body() {
+        let message = frame(Offset(1700000000000, 3), Offset(1699999999999, 0), "{\"event\":1}");
+        let (id, prev, at) = unframe(&message).expect("framed");
+        assert_eq!((id, prev, &message[at..]), (Offset(1700000000000, 3), Offset(1699999999999, 0), "{\"event\":1}"));
+        assert!(unframe("{\"event\":1}").is_none());
     }
 
     #[test]

@@ -1,98 +1,198 @@
-//! The Redis pub/sub bus: one channel per namespace that every replica subscribes to.
+//! The Redis bus: one pub/sub channel per namespace that every replica subscribes to, the
+//! live path; and the namespace's event log, a stream the store's scripts append to.
 
-use super::{Delivery, EventBus};
+use super::{EventBus, Offset, Page, Signal};
+use crate::telemetry::metrics;
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
+use fred::types::config::Options;
+use fred::types::{ClusterHash, CustomCommand};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-/// [`EventBus`] over Redis pub/sub; the store's scripts publish.
+/// Publishes a probe on the channel (ARGV[1]) that names the log's (KEYS[1]) last entry:
+/// in the same atomic step, so every message after that entry follows the probe on the
+/// channel. A replica that hears its probe knows its subscription is live, and from where.
+const PROBE: &str = r"
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+redis.call('PUBLISH', ARGV[1], 'probe ' .. ARGV[2] .. ' ' .. (last and last[1] or '0-0'))
+";
+
+/// Reads at most ARGV[2] entries of the log (KEYS[1]) after ARGV[1]: returns whether they
+/// follow it with nothing trimmed in between ('1' or '0'), then each entry's id and body.
+const READ: &str = r"
+local after = ARGV[1]
+local page = redis.call('XRANGE', KEYS[1], '(' .. after, '+', 'COUNT', ARGV[2])
+local complete = #page == 0 or page[1][2][4] == after
+  or #redis.call('XRANGE', KEYS[1], '-', after, 'COUNT', 1) > 0
+local out = {complete and '1' or '0'}
+for _, entry in ipairs(page) do
+  out[#out + 1] = entry[1]
+  out[#out + 1] = entry[2][2]
+end
+return out
+";
+
+/// How long a probe may take to come back before the subscription is tried again.
+const PROBE_WAIT: Duration = Duration::from_secs(2);
+
+/// [`EventBus`] over Redis pub/sub and a stream; the store's scripts publish and append.
+#[derive(Clone)]
 pub struct RedisBus {
     subscriber: SubscriberClient,
+    client: Client,
+    options: Options,
     channel: String,
+    log: String,
+    /// The Cluster slot of the namespace, where the log lives.
+    slot: u16,
+    /// Set once a probe came back on the current connection.
     subscribed: Arc<AtomicBool>,
-    /// A message each time the channel is live again after an interruption.
-    gaps: broadcast::Sender<()>,
 }
 
 impl RedisBus {
     /// Subscribes on every connection of `subscriber`, which must not be connected yet (its
-    /// first connection is announced like every later one). We subscribe ourselves rather
-    /// than through `manage_subscriptions` so that readiness knows when the channel is live.
-    pub fn new(subscriber: SubscriberClient, channel: String) -> Self {
-        let subscribed = Arc::new(AtomicBool::new(false));
-        let gaps = broadcast::channel(16).0;
-        let connections = subscriber.reconnect_rx();
-        tokio::spawn(subscribe_on_each_connection(
-            subscriber.clone(),
-            connections,
-            channel.clone(),
-            subscribed.clone(),
-            gaps.clone(),
-        ));
-        Self { subscriber, channel, subscribed, gaps }
+    /// first connection is announced like every later one), and confirms each subscription
+    /// with a probe sent through `client`. `prefix` is the namespace's key prefix.
+    pub fn new(subscriber: SubscriberClient, client: Client, options: Options, prefix: &str) -> Self {
+        let bus = Self {
+            subscriber,
+            client,
+            options,
+            channel: format!("{prefix}events"),
+            log: format!("{prefix}log"),
+            slot: fred::util::redis_keyslot(prefix.as_bytes()),
+            subscribed: Arc::new(AtomicBool::new(false)),
+        };
+        let connections = bus.subscriber.reconnect_rx();
+        tokio::spawn(bus.clone().subscribe_on_each_connection(connections));
+        bus
+    }
+
+    /// Runs one of the scripts above, with the log as its key, where the log lives. (These
+    /// run only after a (re)subscription or a gap: sent whole, never cached.)
+    async fn eval(&self, op: &'static str, script: &str, args: [String; 2]) -> FredResult<Value> {
+        let command = CustomCommand::new_static("EVAL", ClusterHash::Custom(self.slot), false);
+        let [a, b] = args;
+        let args = vec![script.to_owned(), "1".to_owned(), self.log.clone(), a, b];
+        let started = Instant::now();
+        let reply = self.client.with_options(&self.options).custom(command, args).await;
+        metrics::redis_command(op, started.elapsed(), reply.is_ok());
+        reply
+    }
+
+    /// fred announces each connection, the first included. On each, SUBSCRIBE, then a probe
+    /// until one comes back. fred resolves a SUBSCRIBE once it is written, and drops Redis's
+    /// answer, refusals included (an ACL's NOPERM): only the probe says the channel is live.
+    async fn subscribe_on_each_connection(self, mut connections: broadcast::Receiver<fred::types::config::Server>) {
+        let nonces = AtomicU64::new(0);
+        loop {
+            match connections.recv().await {
+                Ok(_) | Err(RecvError::Lagged(_)) => self.subscribed.store(false, Ordering::Release),
+                Err(RecvError::Closed) => return,
+            }
+            let (mut delay, mut warned) = (Duration::from_millis(100), false);
+            loop {
+                let nonce = format!("{:x}-{}", std::process::id(), nonces.fetch_add(1, Ordering::Relaxed));
+                match self.confirm(&nonce).await {
+                    Ok(()) => break,
+                    Err(e) if !std::mem::replace(&mut warned, true) => {
+                        tracing::warn!(error = %e, "subscribing to the event channel failed; retrying");
+                    }
+                    Err(_) => {}
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    // A new connection: try on it at once; the client shut down: stop.
+                    next = connections.recv() => if let Err(RecvError::Closed) = next { return },
+                }
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            self.subscribed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Subscribes, then publishes a probe and waits for it to come back.
+    async fn confirm(&self, nonce: &str) -> Result<(), String> {
+        let mut messages = self.subscriber.message_rx();
+        self.subscriber.subscribe(self.channel.as_str()).await.map_err(|e| e.to_string())?;
+        // The probe goes through the data client: wait for its connection rather than fail.
+        if !self.client.is_connected() {
+            tokio::time::timeout(PROBE_WAIT, self.client.wait_for_connect())
+                .await
+                .map_err(|_| "Redis cannot be reached".to_owned())?
+                .map_err(|e| e.to_string())?;
+        }
+        self.eval("probe", PROBE, [self.channel.clone(), nonce.to_owned()]).await.map_err(|e| e.to_string())?;
+        let came_back = async {
+            loop {
+                match messages.recv().await {
+                    Ok(msg) if *msg.channel == *self.channel && is_probe(&msg.value, nonce) => return true,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return false,
+                }
+            }
+        };
+        match tokio::time::timeout(PROBE_WAIT, came_back).await {
+            Ok(true) => Ok(()),
+            _ => Err("the subscription's probe did not come back".to_owned()),
+        }
     }
 }
 
-/// fred announces each connection, the first included; a subscription on any but the first
-/// follows an interruption, a gap in what this replica heard. A SUBSCRIBE that fred reports
-/// failed is tried again with backoff. (fred does not report every refusal: one refused by
-/// an ACL came back `Ok`; confirming the subscription end to end is the event bus's next step.)
-async fn subscribe_on_each_connection(
-    subscriber: SubscriberClient,
-    mut connections: broadcast::Receiver<fred::types::config::Server>,
-    channel: String,
-    subscribed: Arc<AtomicBool>,
-    gaps: broadcast::Sender<()>,
-) {
-    let mut listened = false;
-    loop {
-        match connections.recv().await {
-            Ok(_) | Err(RecvError::Lagged(_)) => subscribed.store(false, Ordering::Release),
-            Err(RecvError::Closed) => return,
-        }
-        let (mut delay, mut warned) = (Duration::from_millis(100), false);
-        while let Err(e) = subscriber.subscribe(channel.as_str()).await {
-            if !std::mem::replace(&mut warned, true) {
-                tracing::warn!(error = %e, "subscribing to the event channel failed; retrying");
-            }
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                // A new connection: try on it at once; the client shut down: stop.
-                next = connections.recv() => if let Err(RecvError::Closed) = next { return },
-            }
-            delay = (delay * 2).min(Duration::from_secs(2));
-        }
-        subscribed.store(true, Ordering::Release);
-        if std::mem::replace(&mut listened, true) {
-            let _ = gaps.send(());
-        }
-    }
+/// Whether `value` is the probe `nonce`.
+fn is_probe(value: &Value, nonce: &str) -> bool {
+    value.as_str().is_some_and(|text| {
+        text.strip_prefix("probe ").and_then(|rest| rest.strip_prefix(nonce)).is_some_and(|rest| rest.starts_with(' '))
+    })
+}
+
+/// A probe's head, the log's last entry when it was sent (any replica's probe).
+fn probe_head(text: &str) -> Option<Offset> {
+    Offset::parse(text.strip_prefix("probe ")?.split(' ').nth(1)?)
 }
 
 impl EventBus for RedisBus {
-    fn subscribe(&self) -> BoxStream<'static, Delivery> {
+    fn listen(&self) -> BoxStream<'static, Signal> {
         let channel = self.channel.clone();
-        let gaps = BroadcastStream::new(self.gaps.subscribe()).map(|_| Delivery::Gap);
-        let messages = BroadcastStream::new(self.subscriber.message_rx()).filter_map(move |item| {
-            let delivery = match item {
-                Ok(msg) if *msg.channel == *channel => msg.value.into_string().map(Delivery::Message),
-                Ok(_) => None,
-                Err(BroadcastStreamRecvError::Lagged(n)) => Some(Delivery::Lagged(n)),
-            };
-            futures::future::ready(delivery)
-        });
-        futures::stream::select(messages, gaps).boxed()
+        BroadcastStream::new(self.subscriber.message_rx())
+            .filter_map(move |item| {
+                let signal = match item {
+                    Ok(msg) if *msg.channel == *channel => {
+                        msg.value.into_string().map(|text| match probe_head(&text) {
+                            Some(head) => Signal::Live(head),
+                            None => Signal::Message(text),
+                        })
+                    }
+                    Ok(_) => None,
+                    Err(BroadcastStreamRecvError::Lagged(n)) => Some(Signal::Lagged(n)),
+                };
+                futures::future::ready(signal)
+            })
+            .boxed()
     }
 
-    fn is_subscribed(&self) -> bool {
+    fn is_listening(&self) -> bool {
         self.subscriber.is_connected() && self.subscribed.load(Ordering::Acquire)
+    }
+
+    fn read(&self, after: Offset, limit: usize) -> BoxFuture<'static, Result<Page, String>> {
+        let bus = self.clone();
+        Box::pin(async move {
+            let reply = bus.eval("log_read", READ, [after.to_string(), limit.to_string()]).await;
+            let reply: Vec<String> = reply.and_then(Value::convert).map_err(|e| format!("log_read: {e}"))?;
+            let (complete, entries) = reply.split_first().ok_or("log_read: an empty reply")?;
+            let messages =
+                entries.chunks_exact(2).filter_map(|pair| Some((Offset::parse(&pair[0])?, pair[1].clone()))).collect();
+            Ok(Page { messages, complete: complete == "1" })
+        })
     }
 }

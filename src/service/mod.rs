@@ -11,7 +11,7 @@ use crate::domain::{
     Actor, Call, CallFilter, CallId, CallStatus, Event, LiveKitRoom, Name, Room, RoomId, RoomName, Timeouts, User,
     UserId,
 };
-use crate::events::{self, Audience, EventBus, History};
+use crate::events::{self, Audience, Feed, History};
 use crate::livekit::{Grant, Rejected, SigningFailed, TokenIssuer, WebhookVerifier};
 use crate::store::{Join, NewCall, Store, Unavailable};
 use crate::telemetry::metrics;
@@ -88,7 +88,7 @@ impl Identity {
 /// Everything a request handler may ask for.
 pub struct Service {
     store: Arc<dyn Store>,
-    bus: Arc<dyn EventBus>,
+    feed: Arc<Feed>,
     tokens: TokenIssuer,
     webhooks: WebhookVerifier,
     timeouts: Timeouts,
@@ -99,13 +99,13 @@ pub struct Service {
 impl Service {
     pub fn new(
         store: Arc<dyn Store>,
-        bus: Arc<dyn EventBus>,
+        feed: Arc<Feed>,
         tokens: TokenIssuer,
         webhooks: WebhookVerifier,
         timeouts: Timeouts,
         identity: Option<Identity>,
     ) -> Self {
-        Self { store, bus, tokens, webhooks, timeouts, identity }
+        Self { store, feed, tokens, webhooks, timeouts, identity }
     }
 
     /// Whether requests and connections need a token (`AUTH=token`).
@@ -278,6 +278,6 @@ impl Service {
 
     /// Whether this replica can serve requests and deliver events now.
     pub async fn ready(&self) -> bool {
-        self.bus.is_subscribed() && self.store.ping().await.is_ok()
+        self.feed.is_ready() && self.store.ping().await.is_ok()
     }
 }

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use std::time::Duration;
 
 /// Every operation name Redis metrics are labelled with (a bounded set).
-pub const REDIS_OPS: [&str; 17] = [
+pub const REDIS_OPS: [&str; 19] = [
     "insert_user",
     "get_user",
     "list_users",
@@ -32,6 +32,8 @@ pub const REDIS_OPS: [&str; 17] = [
     "livekit_room",
     "ping",
     "wait",
+    "probe",
+    "log_read",
 ];
 
 /// The only failure callers branch on: the store could not do or confirm an operation.

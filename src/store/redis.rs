@@ -3,6 +3,7 @@
 
 use super::{CallChange, CallUpdate, DELIVERY_ID_TTL, Join, NewCall, Store, StoreResult, Unavailable};
 use crate::domain::{Call, CallFilter, CallId, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId};
+use crate::events::EventLog;
 use crate::telemetry::metrics;
 use async_trait::async_trait;
 use fred::prelude::*;
@@ -21,8 +22,11 @@ struct Lua {
 }
 
 impl Lua {
-    fn new(body: &str) -> Self {
-        let source = format!("{}\n{body}", include_str!("lua/prelude.lua"));
+    /// `body` after the prelude, which the event log's bounds precede.
+    fn new(log: EventLog, body: &str) -> Self {
+        let (max, age_ms) = (log.max, log.age.as_millis());
+        let source =
+            format!("local LOG_MAX, LOG_AGE_MS = {max}, {age_ms}\n{}\n{body}", include_str!("lua/prelude.lua"));
         Self { script: Script::from_lua(source) }
     }
 }
@@ -75,19 +79,21 @@ pub struct WaitReplicas {
 }
 
 impl RedisStore {
-    /// Wraps a connected (or connecting) client; `prefix` is `{namespace}:`.
-    pub fn new(client: Client, options: Options, prefix: String, wait: Option<WaitReplicas>) -> Self {
+    /// Wraps a connected (or connecting) client; `prefix` is `{namespace}:`; every change
+    /// appends its event to `log`.
+    pub fn new(client: Client, options: Options, prefix: String, wait: Option<WaitReplicas>, log: EventLog) -> Self {
+        let lua = |body| Lua::new(log, body);
         let scripts = Scripts {
-            insert_user: Lua::new(include_str!("lua/insert_user.lua")),
-            insert_call: Lua::new(include_str!("lua/insert_call.lua")),
-            update_call: Lua::new(include_str!("lua/update_call.lua")),
-            due_calls: Lua::new(include_str!("lua/due_calls.lua")),
-            history: Lua::new(include_str!("lua/history.lua")),
-            insert_room: Lua::new(include_str!("lua/insert_room.lua")),
-            join_room: Lua::new(include_str!("lua/join_room.lua")),
-            list: Lua::new(include_str!("lua/list.lua")),
-            room: Lua::new(include_str!("lua/room.lua")),
-            livekit_room: Lua::new(include_str!("lua/livekit_room.lua")),
+            insert_user: lua(include_str!("lua/insert_user.lua")),
+            insert_call: lua(include_str!("lua/insert_call.lua")),
+            update_call: lua(include_str!("lua/update_call.lua")),
+            due_calls: lua(include_str!("lua/due_calls.lua")),
+            history: lua(include_str!("lua/history.lua")),
+            insert_room: lua(include_str!("lua/insert_room.lua")),
+            join_room: lua(include_str!("lua/join_room.lua")),
+            list: lua(include_str!("lua/list.lua")),
+            room: lua(include_str!("lua/room.lua")),
+            livekit_room: lua(include_str!("lua/livekit_room.lua")),
         };
         let slot = fred::util::redis_keyslot(prefix.as_bytes());
         Self {

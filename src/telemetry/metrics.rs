@@ -19,6 +19,7 @@ const EVENTS_PUBLISHED: &str = "switchboard_events_published_total";
 const CONNECTIONS_REFUSED: &str = "switchboard_connections_refused_total";
 const EVENTS_EMITTED: &str = "switchboard_events_emitted_total";
 const EVENTS_DROPPED: &str = "switchboard_events_dropped_total";
+const RELAY_GAPS: &str = "switchboard_relay_gaps_total";
 const RELAY_DELAY: &str = "switchboard_relay_delay_seconds";
 const REDIS_DURATION: &str = "switchboard_redis_command_duration_seconds";
 const REDIS_ERRORS: &str = "switchboard_redis_errors_total";
@@ -97,11 +98,18 @@ fn describe() {
         EVENTS_DROPPED,
         "Events lost: this replica's relay fell behind the bus, or a socket's send buffer was full"
     );
+    describe_counter!(
+        RELAY_GAPS,
+        "Gaps in this replica's event subscription: closed from the event log, or lost (the log no longer had them)"
+    );
     describe_histogram!(RELAY_DELAY, Unit::Seconds, "Time from publish on any replica to emit on this one");
     describe_histogram!(REDIS_DURATION, Unit::Seconds, "Redis round-trip time, by operation");
     describe_counter!(REDIS_ERRORS, "Redis operations that failed or timed out, by operation");
     describe_gauge!(REDIS_CONNECTED, "1 while the Redis client is connected, by client (data, subscriber)");
-    describe_gauge!(READY, "1 while this replica is ready (store reachable, relay subscribed)");
+    describe_gauge!(
+        READY,
+        "1 while this replica is ready (store reachable, relay subscribed and not stuck behind a gap)"
+    );
     describe_counter!(CALLS_STARTED, "Calls started");
     describe_counter!(CALLS_ENDED, "Calls ended, by end reason");
     describe_counter!(CALLS_ACCEPTED, "Calls the callee answered");
@@ -158,6 +166,9 @@ fn zero() -> Hot {
     }
     for kind in ["missed", "expired"] {
         counter!(TIMERS_FIRED, "kind" => kind).absolute(0);
+    }
+    for outcome in ["closed", "lost"] {
+        counter!(RELAY_GAPS, "outcome" => outcome).absolute(0);
     }
     for name in [
         CONNECTIONS_REFUSED,
@@ -245,6 +256,11 @@ pub fn event_emitted(event: &'static str, delay: Duration) {
         }
         hot.relay_delay.record(delay.as_secs_f64());
     }
+}
+
+/// A gap in the relay's subscription, closed from the event log or not (`lost`).
+pub fn relay_gap(closed: bool) {
+    counter!(RELAY_GAPS, "outcome" => if closed { "closed" } else { "lost" }).increment(1);
 }
 
 pub fn events_dropped(n: u64) {

@@ -1,0 +1,238 @@
+//! What the relay reads: every message of the bus once, in the order it was published,
+//! whatever its live path dropped. Pub/sub delivers at most once; a message in flight when
+//! a subscription drops is gone. Each message says which one came before it, and each
+//! (re)subscription which was last, so a gap shows at the next message or subscription; it
+//! is then closed from the event log, where the message was appended in the same atomic
+//! step as its change: an event survives exactly when its change does.
+
+use super::{EventBus, Offset, Page, Signal, unframe};
+use crate::telemetry::metrics;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Logged messages read at once while closing a gap.
+const PAGE: usize = 256;
+
+/// What the relay receives.
+#[derive(Debug)]
+pub enum Delivery {
+    /// An event's bus message (see [`Incoming`](super::Incoming)).
+    Message(String),
+    /// Messages were missed that the log no longer had: nothing on this replica can
+    /// deliver them.
+    Lost,
+}
+
+/// A bus, read exactly once and in order.
+pub struct Feed {
+    bus: Arc<dyn EventBus>,
+    /// Set while a gap is open and the log cannot be read.
+    unreadable: Arc<AtomicBool>,
+}
+
+impl Feed {
+    pub fn new(bus: Arc<dyn EventBus>) -> Self {
+        Self { bus, unreadable: Arc::default() }
+    }
+
+    /// Whether this replica hears every event now (readiness): its subscription is live
+    /// and it is not stuck behind a gap it cannot read.
+    pub fn is_ready(&self) -> bool {
+        self.bus.is_listening() && !self.unreadable.load(Ordering::Acquire)
+    }
+
+    /// Every message from now on.
+    pub fn subscribe(&self) -> BoxStream<'static, Delivery> {
+        let reader = Reader {
+            signals: self.bus.listen(),
+            bus: self.bus.clone(),
+            unreadable: self.unreadable.clone(),
+            last: None,
+            ready: VecDeque::new(),
+            gap: None,
+        };
+        futures::stream::unfold(reader, |mut reader| async move {
+            let delivery = reader.next().await?;
+            Some((delivery, reader))
+        })
+        .boxed()
+    }
+}
+
+/// A gap being closed from the log, a page at a time.
+struct Gap {
+    /// The live message that showed the gap: delivered after it, unless the log had it.
+    shown_by: Option<String>,
+    recovered: usize,
+    complete: bool,
+}
+
+struct Reader {
+    signals: BoxStream<'static, Signal>,
+    bus: Arc<dyn EventBus>,
+    unreadable: Arc<AtomicBool>,
+    /// The id of the last message delivered (or, at first, of the log's last entry when
+    /// the subscription became live).
+    last: Option<Offset>,
+    ready: VecDeque<Delivery>,
+    gap: Option<Gap>,
+}
+
+impl Reader {
+    async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            if let Some(delivery) = self.ready.pop_front() {
+                return Some(delivery);
+            }
+            if self.gap.is_some() {
+                self.read_page().await;
+                continue;
+            }
+            match self.signals.next().await? {
+                Signal::Message(text) => self.accept(text),
+                Signal::Live(head) => match self.last {
+                    None => self.last = Some(head),
+                    Some(last) if last < head => self.open_gap(None),
+                    Some(_) => {}
+                },
+                Signal::Lagged(n) => {
+                    tracing::debug!(messages = n, "the relay fell behind the bus; reading the log");
+                    self.open_gap(None);
+                }
+            }
+        }
+    }
+
+    /// A live message: delivered when it is the next one, dropped when it was delivered
+    /// already (from the log), held while a gap before it is closed.
+    fn accept(&mut self, mut text: String) {
+        let Some((id, prev, body)) = unframe(&text) else {
+            return tracing::warn!("ignoring an unframed bus message");
+        };
+        match self.last {
+            Some(last) if id <= last => return,
+            Some(last) if prev != last => return self.open_gap(Some(text)),
+            _ => {}
+        }
+        text.drain(..body);
+        self.last = Some(id);
+        self.ready.push_back(Delivery::Message(text));
+    }
+
+    fn open_gap(&mut self, shown_by: Option<String>) {
+        if self.last.is_none() {
+            // Nothing was heard yet, so nothing can have been missed after it.
+            return;
+        }
+        self.gap = Some(Gap { shown_by, recovered: 0, complete: true });
+    }
+
+    /// Reads the next page of the log after the last message delivered, retrying until
+    /// the log answers; the gap is closed once a page is not full.
+    async fn read_page(&mut self) {
+        let (Some(gap), Some(after)) = (&mut self.gap, self.last) else { return };
+        let page = read(self.bus.as_ref(), after, &self.unreadable).await;
+        let full = page.messages.len() == PAGE;
+        gap.complete &= page.complete;
+        for (id, body) in page.messages {
+            if id > after && self.last.is_none_or(|last| id > last) {
+                self.last = Some(id);
+                gap.recovered += 1;
+                self.ready.push_back(Delivery::Message(body));
+            }
+        }
+        if full {
+            return;
+        }
+        let Some(gap) = self.gap.take() else { return };
+        if let Some(mut text) = gap.shown_by {
+            // Not in the log (a failover lost it there): it was published all the same.
+            if let Some((id, _, body)) = unframe(&text).filter(|(id, ..)| self.last.is_none_or(|last| *id > last)) {
+                text.drain(..body);
+                self.last = Some(id);
+                self.ready.push_back(Delivery::Message(text));
+            }
+        }
+        metrics::relay_gap(gap.complete);
+        if gap.complete {
+            tracing::info!(events = gap.recovered, "closed a gap in the event subscription from the event log");
+        } else {
+            tracing::warn!(
+                events = gap.recovered,
+                "the event subscription missed events that the event log no longer keeps; they are lost here"
+            );
+            self.ready.push_front(Delivery::Lost);
+        }
+    }
+}
+
+/// Reads a page of the log, trying again with backoff while it cannot be read (meanwhile
+/// the replica is not ready).
+async fn read(bus: &dyn EventBus, after: Offset, unreadable: &AtomicBool) -> Page {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match bus.read(after, PAGE).await {
+            Ok(page) => {
+                unreadable.store(false, Ordering::Release);
+                return page;
+            }
+            Err(e) => {
+                if !unreadable.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(error = %e, "the event log could not be read to close a gap; retrying");
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{EventLog, LocalBus};
+
+    async fn take(stream: &mut BoxStream<'static, Delivery>, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            match tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
+                Ok(Some(Delivery::Message(m))) => out.push(m),
+                Ok(Some(Delivery::Lost)) => out.push("lost".into()),
+                other => panic!("expected {n} deliveries, got {out:?} then {other:?}"),
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn messages_dropped_by_the_live_path_are_read_from_the_log_once_in_order() {
+        // A live path that holds 2 messages: sending 10 at once loses some of them there,
+        // and the last two arrive both live and from the log.
+        let bus = LocalBus::with_capacity(EventLog { max: 100, age: Duration::from_secs(60) }, 2);
+        let feed = Feed::new(Arc::new(bus.clone()));
+        let mut stream = feed.subscribe();
+        let sent: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+        sent.iter().for_each(|m| bus.send(m));
+        bus.send("after");
+        let mut all = sent.clone();
+        all.push("after".into());
+        assert_eq!(take(&mut stream, 11).await, all);
+        assert!(feed.is_ready());
+    }
+
+    #[tokio::test]
+    async fn a_gap_the_log_no_longer_covers_is_said() {
+        let bus = LocalBus::with_capacity(EventLog { max: 3, age: Duration::from_secs(60) }, 2);
+        let feed = Feed::new(Arc::new(bus.clone()));
+        let mut stream = feed.subscribe();
+        bus.send("first");
+        assert_eq!(take(&mut stream, 1).await, ["first"]);
+        (0..10).for_each(|i| bus.send(&format!("m{i}")));
+        // m7..m9 are what the log kept of the ten.
+        assert_eq!(take(&mut stream, 4).await, ["lost", "m7", "m8", "m9"]);
+    }
+}
