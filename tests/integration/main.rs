@@ -13,4 +13,5 @@ mod identity;
 mod lifecycle;
 mod local_cluster;
 mod outage;
+mod relay;
 mod telemetry;

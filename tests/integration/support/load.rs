@@ -26,7 +26,8 @@ impl Writer {
                 if stopped.load(Ordering::SeqCst) {
                     break;
                 }
-                let (status, body) = apis[n % apis.len()].post("/users", json!({ "name": format!("{prefix}-{n}") })).await;
+                let (status, body) =
+                    apis[n % apis.len()].post("/users", json!({ "name": format!("{prefix}-{n}") })).await;
                 match status {
                     StatusCode::CREATED => {
                         ids.push(body["id"].as_str().expect("an id").to_owned());

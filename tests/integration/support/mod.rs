@@ -17,6 +17,7 @@ macro_rules! on_both_stores {
 
 mod app;
 mod client;
+pub mod load;
 mod proxy;
 mod redis;
 mod shapes;
