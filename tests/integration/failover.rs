@@ -1,12 +1,17 @@
 //! Redis fails over under running replicas: a Cluster primary hands its slot to its
 //! replica, the slot then moves to another primary, and a Sentinel promotes the replica.
 //! Every acknowledged write survives with exactly one event, and the replicas carry on
-//! without a restart (scripts are loaded again where they now run).
+//! without a restart (scripts are loaded again where they now run). A primary killed under
+//! load takes the subscriptions down with it: every write that survived is still announced
+//! once to every client, from the event log.
 
-use crate::support::{Mode, Shape, Shapes, SioClient, TestApp, WAIT, eventually, spawn_binary};
+use crate::support::load::Writer;
+use crate::support::{Api, Mode, Shape, Shapes, SioClient, TOKEN_MODE, TestApp, WAIT, eventually, spawn_binary};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::process::Command;
+use std::time::Duration;
 
 #[tokio::test]
 async fn a_cluster_failover_and_a_resharding_lose_no_acknowledged_write() {
@@ -80,6 +85,166 @@ async fn with_redis_wait_replicas_a_write_waits_for_a_replica_and_a_shortfall_is
     shapes.freeze("replica", false);
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(shortfalls().await, 1.0);
+}
+
+#[tokio::test]
+async fn killed_sentinel_primaries_lose_no_event_of_a_surviving_write() {
+    killed_primaries(Shape::Sentinel).await;
+}
+
+#[tokio::test]
+async fn killed_cluster_primaries_lose_no_event_of_a_surviving_write() {
+    killed_primaries(Shape::Cluster).await;
+}
+
+/// Replicas in both AUTH modes (two each, a namespace per mode, on the same Redis
+/// primary), a client on every replica, users registered through each one after another;
+/// the primary is SIGKILLed five times, each time revived as a replica once another took
+/// over. Then every user stored was announced exactly once to every client, and none twice.
+async fn killed_primaries(shape: Shape) {
+    const KILLS: usize = 5;
+    let shapes = Shapes::private();
+    let url = shapes.url(shape).0;
+    let mut sides = Vec::new();
+    for (namespace, flags) in namespaces(&shapes, shape).into_iter().zip([&[][..], &TOKEN_MODE[..]]) {
+        sides.push(Side::start(&url, &namespace, flags).await);
+    }
+    for _ in 0..KILLS {
+        let victim = primary(&shapes, shape);
+        shapes.kill(&victim);
+        // Promotion takes the sentinels' or the cluster's failure detection and a vote.
+        let promoted = tokio::time::Instant::now() + Duration::from_secs(60);
+        while primary(&shapes, shape) == victim {
+            assert!(tokio::time::Instant::now() < promoted, "no primary took over from {victim}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for side in &sides {
+            side.writer.more(5, Duration::from_secs(60)).await;
+        }
+        shapes.revive(&victim);
+        let port = port_of(&shapes, &victim);
+        eventually_for(Duration::from_secs(60), &format!("{victim} to replicate the new primary"), || {
+            let info = cli(port, &["info", "replication"]);
+            info.contains("role:slave") && info.contains("master_link_status:up")
+        })
+        .await;
+    }
+    for side in sides {
+        side.check().await;
+    }
+}
+
+/// The replicas, clients and load of one AUTH mode.
+struct Side {
+    replicas: Vec<TestApp>,
+    clients: Vec<SioClient>,
+    writer: Writer,
+    /// Reads `GET /users` (with a token in token mode).
+    reader: Api,
+}
+
+impl Side {
+    async fn start(url: &str, namespace: &str, flags: &[&str]) -> Self {
+        let mut replicas = Vec::new();
+        for _ in 0..2 {
+            replicas.push(TestApp::on_url_with_flags(url.to_owned(), namespace, flags).await);
+        }
+        let (auth, reader) = if flags.is_empty() {
+            (None, replicas[0].api.clone())
+        } else {
+            let (status, user) = replicas[0].api.post("/users", json!({ "name": "listener" })).await;
+            assert_eq!(status, StatusCode::CREATED, "{user}");
+            let token = user["token"].as_str().expect("a token");
+            (Some(json!({ "token": token })), replicas[0].api.bearer(token))
+        };
+        let mut clients = Vec::new();
+        for (replica, mode) in replicas.iter().zip([Mode::Websocket, Mode::Upgrade]) {
+            clients.push(SioClient::connect_with(&replica.base, mode, auth.clone()).await);
+        }
+        let apis = replicas.iter().map(|r| r.api.clone()).collect();
+        let writer = Writer::start(apis, namespace, Duration::from_millis(20));
+        writer.more(5, WAIT).await;
+        Self { replicas, clients, writer, reader }
+    }
+
+    async fn check(mut self) {
+        let acknowledged = self.writer.stop().await;
+        let last = self.replicas[0].api.user("last").await;
+        let mut heard = Vec::new();
+        for client in &mut self.clients {
+            let events = client.events_until(|_, arg| arg["data"]["id"] == last.as_str()).await;
+            let mut times: HashMap<String, usize> = HashMap::new();
+            for (name, arg) in events {
+                assert_eq!(name, "user.registered", "{arg}");
+                *times.entry(arg["data"]["id"].as_str().expect("an id").to_owned()).or_default() += 1;
+            }
+            heard.push(times);
+        }
+        // What is stored of what was acknowledged or announced.
+        let mut stored = Vec::new();
+        for id in acknowledged.iter().chain(heard.iter().flat_map(|times| times.keys())) {
+            if !stored.contains(id) && self.reader.get(&format!("/users/{id}")).await.0 == StatusCode::OK {
+                stored.push(id.clone());
+            }
+        }
+        let lost = acknowledged.iter().filter(|id| !stored.contains(id)).count();
+        // Replication is asynchronous: a write acknowledged just before a kill may be gone.
+        assert!(lost * 10 <= acknowledged.len(), "{lost} of {} acknowledged writes were lost", acknowledged.len());
+        for times in heard {
+            let twice = times.values().filter(|&&n| n > 1).count();
+            let missed = stored.iter().filter(|id| !times.contains_key(id.as_str())).count();
+            assert_eq!((missed, twice), (0, 0), "of {} stored users: missed, heard twice", stored.len());
+        }
+    }
+}
+
+/// The namespaces of the two AUTH modes; in a Cluster, two whose slots the same primary owns.
+fn namespaces(shapes: &Shapes, shape: Shape) -> Vec<String> {
+    let open = "killed-open".to_owned();
+    let Shape::Cluster = shape else { return vec![open, "killed-token".to_owned()] };
+    let port = shapes.ports("REDIS_CLUSTER_PORTS")[0];
+    let owner = |ns: &str| slot_owner(port, cli(port, &["cluster", "keyslot", &format!("{{{ns}}}:")]).trim()).id;
+    let token = (0..).map(|i| format!("killed-token-{i}")).find(|ns| owner(ns) == owner(&open)).expect("a namespace");
+    vec![open, token]
+}
+
+/// The server of the set that is the primary now: of the sentinels' service, or the owner
+/// of the namespaces' slot.
+fn primary(shapes: &Shapes, shape: Shape) -> String {
+    match shape {
+        Shape::Cluster => {
+            let ports = shapes.ports("REDIS_CLUSTER_PORTS");
+            // Any node that answers knows the owner.
+            let alive = ports.iter().copied().find(|&p| cli(p, &["ping"]).trim() == "PONG").expect("a live node");
+            let slot = cli(alive, &["cluster", "keyslot", "{killed-open}:"]);
+            let owner = slot_owner(alive, slot.trim()).port;
+            format!("cluster-{}", ports.iter().position(|&p| p == owner).expect("a node of the set") + 1)
+        }
+        _ => {
+            let sentinel = shapes.ports("REDIS_SENTINEL_PORTS")[0];
+            let addr = cli(sentinel, &["sentinel", "get-master-addr-by-name", "switchboard"]);
+            let port: u16 = addr.lines().nth(1).and_then(|p| p.trim().parse().ok()).expect("the primary's port");
+            let primary = shapes.ports("REDIS_SENTINEL_PRIMARY_PORT")[0];
+            if port == primary { "primary" } else { "replica" }.to_owned()
+        }
+    }
+}
+
+fn port_of(shapes: &Shapes, server: &str) -> u16 {
+    match server.strip_prefix("cluster-") {
+        Some(n) => shapes.ports("REDIS_CLUSTER_PORTS")[n.parse::<usize>().expect("a node number") - 1],
+        None if server == "primary" => shapes.ports("REDIS_SENTINEL_PRIMARY_PORT")[0],
+        None => shapes.ports("REDIS_SENTINEL_REPLICA_PORT")[0],
+    }
+}
+
+/// As [`eventually`], with a longer bound for what a failover's timeouts govern.
+async fn eventually_for(bound: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + bound;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Registers a user as a careful client would through a failover: it retries after

@@ -3,7 +3,7 @@
 
 use super::Api;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -59,9 +59,4 @@ impl Writer {
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.expect("the writer ran")
     }
-}
-
-/// The ids of a `GET /users` answer.
-pub fn ids(users: &Value) -> Vec<String> {
-    users.as_array().into_iter().flatten().filter_map(|u| u["id"].as_str().map(str::to_owned)).collect()
 }

@@ -73,6 +73,26 @@ impl Shapes {
         assert!(status.success(), "kill {signal} {server}");
     }
 
+    /// SIGKILLs one server of the set (`primary`, `cluster-3`, …), as a crashed machine.
+    pub fn kill(&self, server: &str) {
+        self.script(&["kill", "--server", server]);
+    }
+
+    /// Starts a killed server again as it was started; its data is gone, so it rejoins as
+    /// a replica.
+    pub fn revive(&self, server: &str) {
+        self.script(&["revive", "--server", server]);
+    }
+
+    fn script(&self, args: &[&str]) {
+        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-shapes.sh"))
+            .args(args)
+            .args(["--dir", self.dir.to_str().unwrap_or_default()])
+            .output()
+            .expect("scripts/redis-shapes.sh runs");
+        assert!(out.status.success(), "redis-shapes.sh {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// Ports listed under `key` (space-separated).
     pub fn ports(&self, key: &str) -> Vec<u16> {
         self.env[key].split_whitespace().filter_map(|p| p.parse().ok()).collect()
