@@ -62,8 +62,8 @@ pub const SCENARIOS: [Scenario; 8] = [
     },
     Scenario {
         id: "L7",
-        title: "AUTH=token, one replica: its subscription to the events cut while half its connections are called, then restored; the called half read their histories, the other half get session.resync",
-        target: "no connection left behind; history reads capped (16 at a time), resyncs spread",
+        title: "AUTH=token, one replica: its subscription to the events cut while half its connections are called, then restored; the replica reads what it missed from the event log",
+        target: "every called connection has its call once, none left behind, no session.resync",
         baseline_na: Some("the Node baseline has no resuming"),
     },
 ];

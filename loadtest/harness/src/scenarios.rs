@@ -1095,7 +1095,8 @@ pub async fn l6(replica: &Replica, s: &Sizes) -> Result<Metrics, String> {
 }
 
 /// What L7's connections heard: per connection, the `call.started` events and when it had
-/// what it was owed (µs after `base`, 0 while not yet), and whether it got `session.resync`.
+/// what it was owed (µs after `base`, 0 while not yet; the connections not called are owed
+/// nothing), and whether it got `session.resync`.
 struct CatchUp {
     base: Instant,
     started: Vec<AtomicUsize>,
@@ -1127,9 +1128,6 @@ impl Listener for CatchUpListener {
             }
         } else if body.starts_with(r#"["session.resync""#) {
             st.resynced[self.i].fetch_add(1, Ordering::Relaxed);
-            if self.i >= st.readers {
-                let _ = st.done_at_us[self.i].compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
-            }
         }
     }
 }
@@ -1176,12 +1174,11 @@ async fn wait_readiness(http: &reqwest::Client, base: &str, ready: bool) -> Resu
 
 /// L7 (`AUTH=token`): replica `cut_off` reaches Redis through `proxy`; its connection is cut
 /// while a call is placed (through `direct`, another replica) to half of `cut_off`'s
-/// `s.l7_clients` connections, then restored. That half had an offset before the gap: each
-/// reads what it missed from its user's history (at most 16 reads at a time per replica);
-/// the other half had none: each gets `session.resync`, spread over time. From the moment
-/// `cut_off` is ready again (`/readyz` 200): until every connection has what it is owed,
-/// Redis's CPU at its peak (100 ms windows), the spread of the resyncs, and how many were
-/// left behind after 60 s.
+/// `s.l7_clients` connections (the readers), then restored. The replica reads what it missed
+/// from the event log and delivers it: nothing is owed as `session.resync`. From the moment
+/// `cut_off` is ready again (`/readyz` 200): until every reader has its call, Redis's CPU at
+/// its peak (100 ms windows), how many readers were left behind after 60 s, and how many
+/// connections got a `session.resync` (none should).
 pub async fn l7(
     cut_off: &Replica,
     direct: &Replica,
@@ -1241,7 +1238,7 @@ pub async fn l7(
         })
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !(0..n).all(|i| state.done(i)) && Instant::now() < deadline {
+    while !(0..readers).all(|i| state.done(i)) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     sampling.store(false, Ordering::Relaxed);
@@ -1252,19 +1249,11 @@ pub async fn l7(
     }
 
     let after = |i: usize| state.done_at_us[i].load(Ordering::Relaxed).saturating_sub(t0) as f64 / 1e6;
-    let latest = |range: std::ops::Range<usize>| range.filter(|&i| state.done(i)).map(after).fold(0.0, f64::max);
-    let resyncs: Vec<f64> = (readers..n).filter(|&i| state.done(i)).map(after).collect();
-    let spread = resyncs.iter().copied().fold(0.0, f64::max) - resyncs.iter().copied().fold(f64::INFINITY, f64::min);
     Ok(vec![
         metric("connections", n as f64),
-        metric("all caught up, s", latest(0..n)),
-        metric("history reads done, s", latest(0..readers)),
-        metric("resync spread, s", if resyncs.is_empty() { 0.0 } else { spread }),
+        metric("all caught up, s", (0..readers).filter(|&i| state.done(i)).map(after).fold(0.0, f64::max)),
         metric("Redis CPU peak, %", peak.as_secs_f64() / 0.1 * 100.0),
-        metric("left behind", (0..n).filter(|&i| !state.done(i)).count() as f64),
-        metric(
-            "readers resynced",
-            (0..readers).filter(|&i| state.resynced[i].load(Ordering::Relaxed) > 0).count() as f64,
-        ),
+        metric("left behind", (0..readers).filter(|&i| !state.done(i)).count() as f64),
+        metric("resynced", (0..n).filter(|&i| state.resynced[i].load(Ordering::Relaxed) > 0).count() as f64),
     ])
 }
