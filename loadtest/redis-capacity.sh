@@ -90,12 +90,13 @@ cpu_ticks() { sed 's/.*) //' "/proc/$RPID/stat" | awk '{print $12 + $13}'; }
 net_out() { rc info stats | tr -d '\r' | awk -F: '$1 == "total_net_output_bytes" {print $2}'; }
 now() { date +%s.%N; }
 
-# The scripts exactly as RedisStore loads them: format!("{prelude}\n{body}").
+# The scripts exactly as RedisStore loads them, with the event log's default bounds
+# (EVENT_LOG_MAX, EVENT_LOG_AGE in ms): format!("local LOG_MAX, LOG_AGE_MS = ..\n{prelude}\n{body}").
 declare -A sha
 for f in src/store/lua/*.lua; do
   name=$(basename "$f" .lua)
   [ "$name" = prelude ] && continue
-  { cat src/store/lua/prelude.lua; printf '\n'; cat "$f"; } >"$dir/$name.lua"
+  { printf 'local LOG_MAX, LOG_AGE_MS = 10000, 60000\n'; cat src/store/lua/prelude.lua; printf '\n'; cat "$f"; } >"$dir/$name.lua"
   sha[$name]=$(rc -x script load <"$dir/$name.lua")
   [ "${sha[$name]}" = "$(sha1sum "$dir/$name.lua" | cut -d' ' -f1)" ] || {
     echo "redis-capacity: SCRIPT LOAD of $name returned ${sha[$name]}" >&2
@@ -119,6 +120,8 @@ USER_EVENT="{\"event\":\"user.registered\",\"data\":{\"id\":\"$RID\",\"name\":\"
 CALL_FIELDS="\"fromUserId\":\"$RID\",\"toUserId\":\"$RID\",\"status\":\"initiated\",\"roomName\":\"$RID\",\"startTime\":$T"
 CALL_DOC="{\"id\":\"$RID\",\"callId\":\"$RID\",$CALL_FIELDS,\"endTime\":null}"
 CALL_EVENT="{\"event\":\"call.started\",\"data\":{\"id\":\"$RID\",\"callId\":\"$RID\",$CALL_FIELDS},\"sentAtUs\":1764312871123456}"
+# The ring deadline insert_call stores (CALL_RING_TIMEOUT, on by default).
+DEADLINE=1764312931123
 ROOM_DOC="{\"id\":\"$RID\",\"name\":\"Benchmark Room\",\"roomName\":\"$RID\",\"participants\":[],\"createdAt\":$T}"
 ROOM_EVENT="{\"event\":\"room.created\",\"data\":{\"id\":\"$RID\",\"name\":\"Benchmark Room\",\"roomName\":\"$RID\",\"participants\":[]},\"sentAtUs\":1764312871123456}"
 JOIN_EVENT="{\"event\":\"room.joined\",\"data\":{\"roomId\":\"$ROOM\",\"userId\":\"$A\"},\"sentAtUs\":1764312871123456}"
@@ -303,11 +306,15 @@ elif mode in ("insert_call", "end_call"):
             f = '"fromUserId":"%s","toUserId":"%s","status":"initiated","roomName":"%s","startTime":"2026-11-27T19:54:31.123Z"' % (A, B, cid(i))
             doc = '{"id":"%s","callId":"%s",%s,"endTime":null}' % (cid(i), cid(i), f)
             ev = '{"event":"call.started","data":{"id":"%s","callId":"%s",%s},"sentAtUs":1764312871123456}' % (cid(i), cid(i), f)
-            return enc("EVALSHA", sha, 1, P, cid(i), A, B, cid(i), doc, 1764312871123 + i, ev)
+            return enc("EVALSHA", sha, 1, P, cid(i), A, B, cid(i), doc, 1764312871123 + i, 1764312931123 + i, ev)
     else:
         def make(i):
+            # update_call: the call's ring deadline goes with the transition to ended.
+            A, B = uid(i), uid(7 * i + 3)
+            f = '"fromUserId":"%s","toUserId":"%s","status":"ended","roomName":"%s","startTime":"2026-11-27T19:54:31.123Z"' % (A, B, cid(i))
+            doc = '{"id":"%s","callId":"%s",%s,"endTime":"2026-11-27T19:55:31.123Z"}' % (cid(i), cid(i), f)
             ev = '{"event":"call.ended","data":{"callId":"%s"},"sentAtUs":1764312871123456}' % cid(i)
-            return enc("EVALSHA", sha, 1, P, cid(i), "2026-11-27T19:55:31.123Z", ev)
+            return enc("EVALSHA", sha, 1, P, cid(i), A, B, "initiated", "ended", doc, "", "", "", "0", ev)
     seq(port, int(batch), int(count), make)
 elif mode == "insert_user":
     sha, conns, batch, secs, wait = sys.argv[3:8]
@@ -329,7 +336,7 @@ echo "store operations (no subscriber on {sb}:events, no replica, no persistence
 for pl in 1 "$PIPE"; do
   measure "GET user" "$pl" bench "$pl" GET "${P}user:$A"
   measure "EVALSHA insert_user" "$pl" bench "$pl" EVALSHA "${sha[insert_user]}" 1 "$P" "$RID" "$USER_DOC" __rand_int__ "$USER_EVENT"
-  RANGE=1000 measure "EVALSHA insert_call" "$pl" bench "$pl" EVALSHA "${sha[insert_call]}" 1 "$P" "$CID" "$RID" "$RID" "$CID" "$CALL_DOC" __rand_int__ "$CALL_EVENT"
+  RANGE=1000 measure "EVALSHA insert_call" "$pl" bench "$pl" EVALSHA "${sha[insert_call]}" 1 "$P" "$CID" "$RID" "$RID" "$CID" "$CALL_DOC" __rand_int__ "$DEADLINE" "$CALL_EVENT"
   reset
 done
 measure "EVALSHA insert_room" "$PIPE" bench "$PIPE" EVALSHA "${sha[insert_room]}" 1 "$P" "$RID" "$RID" "$ROOM_DOC" __rand_int__ "$ROOM_EVENT"
@@ -338,7 +345,7 @@ measure "EVALSHA livekit_room (a room's)" "$PIPE" bench "$PIPE" EVALSHA "${sha[l
 calls=$((N / 4))
 reset
 measure "EVALSHA insert_call (1 conn, in order)" "$PIPE" resp insert_call "${sha[insert_call]}" "$calls" "$PIPE"
-measure "EVALSHA end_call (1 conn, each ends a call)" "$PIPE" resp end_call "${sha[end_call]}" "$calls" "$PIPE"
+measure "EVALSHA end_call (1 conn, each ends a call)" "$PIPE" resp end_call "${sha[update_call]}" "$calls" "$PIPE"
 
 echo "PUBLISH of a ${#MSG}-byte message to K subscribers" >&2
 chan="${P}bench"
@@ -369,7 +376,7 @@ reset
 RANGE=1000 measure "XADD per-user stream, MAXLEN ~ 1000" "$PIPE" bench "$PIPE" XADD "${P}user:__rand_int__:history" MAXLEN '~' 1000 '*' e "$CALL_EVENT"
 subscribe "${P}events" 8
 BN=$((N / 2)) measure "EVALSHA insert_user, 8 subscribers on events" "$PIPE" bench "$PIPE" EVALSHA "${sha[insert_user]}" 1 "$P" "$RID" "$USER_DOC" __rand_int__ "$USER_EVENT"
-BN=$((N / 2)) RANGE=1000 measure "EVALSHA insert_call, 8 subscribers on events" "$PIPE" bench "$PIPE" EVALSHA "${sha[insert_call]}" 1 "$P" "$CID" "$RID" "$RID" "$CID" "$CALL_DOC" __rand_int__ "$CALL_EVENT"
+BN=$((N / 2)) RANGE=1000 measure "EVALSHA insert_call, 8 subscribers on events" "$PIPE" bench "$PIPE" EVALSHA "${sha[insert_call]}" 1 "$P" "$CID" "$RID" "$RID" "$CID" "$CALL_DOC" __rand_int__ "$DEADLINE" "$CALL_EVENT"
 unsubscribe_all
 reset
 
@@ -380,7 +387,7 @@ for _ in $(seq 200); do
   rc info replication | grep -q 'state=online' && break
   sleep 0.05
 done
-BN=$((N / 2)) RANGE=1000 measure "EVALSHA insert_call, 1 replica attached" "$PIPE" bench "$PIPE" EVALSHA "${sha[insert_call]}" 1 "$P" "$CID" "$RID" "$RID" "$CID" "$CALL_DOC" __rand_int__ "$CALL_EVENT"
+BN=$((N / 2)) RANGE=1000 measure "EVALSHA insert_call, 1 replica attached" "$PIPE" bench "$PIPE" EVALSHA "${sha[insert_call]}" 1 "$P" "$CID" "$RID" "$RID" "$CID" "$CALL_DOC" __rand_int__ "$DEADLINE" "$CALL_EVENT"
 reset
 secs=$(awk -v n="$N" 'BEGIN {s = n / 100000; print (s < 1 ? 1 : s)}')
 measure "EVALSHA insert_user, 4 conns x 16 in flight" 16 resp insert_user "${sha[insert_user]}" 4 16 "$secs" 0
@@ -393,7 +400,7 @@ reset
 rc config set appendonly yes >/dev/null
 rc config set appendfsync everysec >/dev/null
 for _ in $(seq 100); do rc info persistence | grep -q 'aof_rewrite_in_progress:0' && break; sleep 0.05; done
-BN=$((N / 2)) RANGE=1000 measure "EVALSHA insert_call, appendonly everysec" "$PIPE" bench "$PIPE" EVALSHA "${sha[insert_call]}" 1 "$P" "$CID" "$RID" "$RID" "$CID" "$CALL_DOC" __rand_int__ "$CALL_EVENT"
+BN=$((N / 2)) RANGE=1000 measure "EVALSHA insert_call, appendonly everysec" "$PIPE" bench "$PIPE" EVALSHA "${sha[insert_call]}" 1 "$P" "$CID" "$RID" "$RID" "$CID" "$CALL_DOC" __rand_int__ "$DEADLINE" "$CALL_EVENT"
 rc config set appendonly no >/dev/null
 
 {
