@@ -18,12 +18,13 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-/// Publishes a probe on the channel (ARGV[1]) that names the log's (KEYS[1]) last entry:
-/// in the same atomic step, so every message after that entry follows the probe on the
-/// channel. A replica that hears its probe knows its subscription is live, and from where.
+/// Publishes a probe on the channel (ARGV[1]) that names the log's (KEYS[1]) last entry
+/// (kept beside it, see prelude.lua): in the same atomic step, so every message after that
+/// entry follows the probe on the channel. A replica that hears its probe knows its
+/// subscription is live, and from where.
 const PROBE: &str = r"
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-redis.call('PUBLISH', ARGV[1], 'probe ' .. ARGV[2] .. ' ' .. (last and last[1] or '0-0'))
+local last = redis.call('GET', KEYS[1] .. ':last') or '0-0'
+redis.call('PUBLISH', ARGV[1], 'probe ' .. ARGV[2] .. ' ' .. last)
 ";
 
 /// Reads at most ARGV[2] entries of the log (KEYS[1]) after ARGV[1]: returns whether they

@@ -13,18 +13,19 @@ end
 -- Publishes a change's event in the same atomic step as the change: no change without
 -- its event, no event without its change, whatever happens to the caller. The event is
 -- appended to the namespace's log too (a stream of at most LOG_MAX entries and LOG_AGE_MS
--- milliseconds, both set by the store, each entry with the id before it), and published framed as '<id> <prev>\n<body>'
--- (events::frame): its id in the log, and the id before it, from which a replica that
--- missed a message on the live path knows it did and reads the log. An addressed event
+-- milliseconds, both set by the store; each entry with the id before it) and published
+-- framed as '<id> <prev>\n<body>' (events::frame): a replica that did not deliver `prev`
+-- knows it missed something, and reads the log. An addressed event
 -- (AUTH=token) comes as '#<users>|<max>|<ttl>\n<event>' (events::envelope): it is appended
 -- to each user's history (a stream trimmed to max entries and to its last ttl seconds,
 -- expiring ttl seconds after its last event) and published with "to": {user: offset};
 -- '@' stands for `participants`.
 local function publish(body)
-  local log = p .. 'log'
-  local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)[1]
-  local prev = last and last[1] or '0-0'
+  local log, last = p .. 'log', p .. 'log:last'
+  -- The previous id is kept beside the stream: reading the stream's last entry costs more.
+  local prev = redis.call('GET', last) or '0-0'
   local id = redis.call('XADD', log, 'MAXLEN', '~', LOG_MAX, '*', 'e', body, 'p', prev)
+  redis.call('SET', last, id)
   local ms = tonumber(id:match('^(%d+)'))
   redis.call('XTRIM', log, 'MINID', '~', tostring(ms - LOG_AGE_MS))
   redis.call('PUBLISH', p .. 'events', id .. ' ' .. prev .. '\n' .. body)
