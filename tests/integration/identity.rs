@@ -564,11 +564,11 @@ async fn secrets_and_tokens_stay_out_of_logs_and_metrics() {
 }
 
 /// A replica cut off from Redis misses what is published meanwhile on the other replica;
-/// once back, its token-mode clients catch up from their histories: every event once, in
-/// order. The gap is certain: the events are published while the cut replica says it is
-/// not ready.
+/// once back, it reads them from the event log: its token-mode clients get every addressed
+/// event once, in order, with its offset. The gap is certain: the events are published
+/// while the cut replica says it is not ready.
 #[tokio::test]
-async fn clients_of_a_replica_that_missed_events_catch_up_from_the_history() {
+async fn clients_of_a_replica_that_missed_events_get_each_once_in_order() {
     let redis = RedisServer::start();
     let proxy = Proxy::start(redis.port).await;
     let cut_off = TestApp::on_url_with_flags(proxy.url(), "gap", &TOKEN_MODE).await;
