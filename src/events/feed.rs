@@ -120,15 +120,19 @@ impl Reader {
 
     /// A live message: delivered when it is the next one, dropped when it was delivered
     /// already (from the log), held while a gap before it is closed.
-    fn accept(&mut self, mut text: String) {
+    fn accept(&mut self, text: String) {
         let Some((id, prev, body)) = unframe(&text) else {
             return tracing::warn!("ignoring an unframed bus message");
         };
         match self.last {
-            Some(last) if id <= last => return,
-            Some(last) if prev != last => return self.open_gap(Some(text)),
-            _ => {}
+            Some(last) if id <= last => {}
+            Some(last) if prev != last => self.open_gap(Some(text)),
+            _ => self.deliver(id, text, body),
         }
+    }
+
+    /// Delivers a published message (its body, from byte `body` on) as the one after `last`.
+    fn deliver(&mut self, id: Offset, mut text: String, body: usize) {
         text.drain(..body);
         self.last = Some(id);
         self.ready.push_back(Delivery::Message(text));
@@ -166,12 +170,10 @@ impl Reader {
             return;
         }
         let Some(gap) = self.gap.take() else { return };
-        if let Some(mut text) = gap.shown_by {
+        if let Some(text) = gap.shown_by {
             // Not in the log (a failover lost it there): it was published all the same.
             if let Some((id, _, body)) = unframe(&text).filter(|(id, ..)| self.last.is_none_or(|last| *id > last)) {
-                text.drain(..body);
-                self.last = Some(id);
-                self.ready.push_back(Delivery::Message(text));
+                self.deliver(id, text, body);
             }
         }
         metrics::relay_gap(gap.complete);

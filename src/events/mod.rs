@@ -36,8 +36,9 @@ pub enum Signal {
 /// One read of the log: messages after the offset asked for, oldest first.
 pub struct Page {
     pub messages: Vec<(Offset, String)>,
-    /// `false`: the log no longer has the offset asked for, so messages right after it may
-    /// have been trimmed away (a replica away for longer than the log keeps).
+    /// `false`: the first message did not come right after the offset asked for, and the
+    /// log keeps nothing from before it: what came between was trimmed away (a replica away
+    /// for longer than the log keeps).
     pub complete: bool,
 }
 

@@ -32,6 +32,7 @@ redis.call('PUBLISH', ARGV[1], 'probe ' .. ARGV[2] .. ' ' .. last)
 const READ: &str = r"
 local after = ARGV[1]
 local page = redis.call('XRANGE', KEYS[1], '(' .. after, '+', 'COUNT', ARGV[2])
+-- An entry's fields are {'e', body, 'p', the id before it} (prelude.lua).
 local complete = #page == 0 or page[1][2][4] == after
   or #redis.call('XRANGE', KEYS[1], '-', after, 'COUNT', 1) > 0
 local out = {complete and '1' or '0'}
@@ -133,10 +134,11 @@ impl RedisBus {
                 .map_err(|e| e.to_string())?;
         }
         self.eval("probe", PROBE, [self.channel.clone(), nonce.to_owned()]).await.map_err(|e| e.to_string())?;
+        let mine = |value: &Value| value.as_str().as_deref().and_then(probe).is_some_and(|(n, _)| n == nonce);
         let came_back = async {
             loop {
                 match messages.recv().await {
-                    Ok(msg) if *msg.channel == *self.channel && is_probe(&msg.value, nonce) => return true,
+                    Ok(msg) if *msg.channel == *self.channel && mine(&msg.value) => return true,
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return false,
                 }
@@ -149,16 +151,11 @@ impl RedisBus {
     }
 }
 
-/// Whether `value` is the probe `nonce`.
-fn is_probe(value: &Value, nonce: &str) -> bool {
-    value.as_str().is_some_and(|text| {
-        text.strip_prefix("probe ").and_then(|rest| rest.strip_prefix(nonce)).is_some_and(|rest| rest.starts_with(' '))
-    })
-}
-
-/// A probe's head, the log's last entry when it was sent (any replica's probe).
-fn probe_head(text: &str) -> Option<Offset> {
-    Offset::parse(text.strip_prefix("probe ")?.split(' ').nth(1)?)
+/// A probe (`probe <nonce> <head>`) taken apart: its nonce, and the log's last entry when
+/// it was sent.
+fn probe(text: &str) -> Option<(&str, Offset)> {
+    let (nonce, head) = text.strip_prefix("probe ")?.split_once(' ')?;
+    Some((nonce, Offset::parse(head)?))
 }
 
 impl EventBus for RedisBus {
@@ -168,8 +165,9 @@ impl EventBus for RedisBus {
             .filter_map(move |item| {
                 let signal = match item {
                     Ok(msg) if *msg.channel == *channel => {
-                        msg.value.into_string().map(|text| match probe_head(&text) {
-                            Some(head) => Signal::Live(head),
+                        msg.value.into_string().map(|text| match probe(&text) {
+                            // Any replica's probe says where the log stood at this point.
+                            Some((_, head)) => Signal::Live(head),
                             None => Signal::Message(text),
                         })
                     }

@@ -3,7 +3,7 @@
 //! order, in both AUTH modes. A gap longer than the log keeps is said, not hidden.
 
 use crate::support::load::Writer;
-use crate::support::{Api, Mode, Proxy, RedisServer, SioClient, TOKEN_MODE, TestApp, spawn_binary, wait_status};
+use crate::support::{Api, Mode, Proxy, RedisServer, SioClient, TOKEN_MODE, TestApp, WAIT, spawn_binary, wait_status};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -35,15 +35,15 @@ async fn cut_off_under_load(flags: &[&str]) {
     }
 
     let writer = Writer::start(vec![direct.api.clone()], "cut", Duration::from_millis(10));
-    writer.more(10, Duration::from_secs(10)).await;
+    writer.more(10, WAIT).await;
     proxy.cut();
     wait_status(&cut_off.api, "/readyz", StatusCode::SERVICE_UNAVAILABLE).await;
     // The cut lasts 5 s under the load (the scenario, not a wait for an outcome).
     tokio::time::sleep(Duration::from_secs(5)).await;
-    writer.more(1, Duration::from_secs(1)).await;
+    writer.more(1, WAIT).await;
     proxy.restore();
     wait_status(&cut_off.api, "/readyz", StatusCode::OK).await;
-    writer.more(10, Duration::from_secs(10)).await;
+    writer.more(10, WAIT).await;
     let acknowledged = writer.stop().await;
 
     let last = direct.api.user("last").await;

@@ -47,11 +47,8 @@ impl Writer {
     /// Waits until `n` more writes than now are acknowledged, for at most `bound`.
     pub async fn more(&self, n: usize, bound: Duration) {
         let target = self.acknowledged.load(Ordering::SeqCst) + n;
-        let deadline = tokio::time::Instant::now() + bound;
-        while self.acknowledged.load(Ordering::SeqCst) < target {
-            assert!(tokio::time::Instant::now() < deadline, "writes were not acknowledged again within {bound:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let acknowledged = || async { self.acknowledged.load(Ordering::SeqCst) >= target };
+        super::eventually_within(bound, &format!("{n} more acknowledged writes"), acknowledged).await;
     }
 
     /// Stops and returns the ids of the users registered, in the order acknowledged.

@@ -43,12 +43,22 @@ pub fn sign_webhook(body: &str, secret: &str) -> String {
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Polls `check` until it holds, failing the test after [`WAIT`].
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    eventually_within(WAIT, what, check).await;
+}
+
+/// As [`eventually`], for what a longer timeout of the system under test governs (a Redis
+/// failover's detection and vote).
+pub async fn eventually_within<F, Fut>(bound: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + bound;
     while !check().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
