@@ -9,7 +9,7 @@ use crate::http::{self, AppState};
 use crate::livekit::{TokenIssuer, WebhookVerifier};
 use crate::realtime;
 use crate::service::{Identity, Service};
-use crate::store::{MemoryStore, RedisStore, Store, WaitReplicas};
+use crate::store::{Keys, MemoryStore, RedisStore, Store, WaitReplicas};
 use crate::telemetry::metrics;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
@@ -58,12 +58,12 @@ impl App {
             }
             Some(url) => {
                 let (client, subscriber) = redis_clients(url, cfg.redis_tls_ca_file.as_deref(), cfg.redis_timeout)?;
-                let prefix = cfg.redis_prefix();
+                let keys = Keys::new(cfg.redis_prefix());
                 let wait = (cfg.redis_wait_replicas > 0)
                     .then_some(WaitReplicas { replicas: cfg.redis_wait_replicas, timeout: cfg.redis_wait_timeout });
                 let options = command_options(cfg.redis_timeout);
-                let store = RedisStore::new(client.clone(), options.clone(), prefix.clone(), wait, log);
-                let bus = RedisBus::new(subscriber.clone(), client.clone(), options, &prefix);
+                let bus = RedisBus::new(subscriber.clone(), client.clone(), options.clone(), &keys);
+                let store = RedisStore::new(client.clone(), options, keys, wait, log);
                 (Arc::new(store), Arc::new(bus), Some((client, subscriber)))
             }
         };
@@ -204,23 +204,25 @@ fn identity(cfg: &Config) -> Option<Identity> {
         ttl: cfg.auth_token_ttl,
         history: History { max: cfg.event_history, ttl: cfg.event_history_ttl },
         known_users: Default::default(),
+        forgotten: Default::default(),
     })
 }
 
-/// Every replica polls the stored deadlines twice a second and fires those due: a missed
-/// or expired call ends within about half a second of its deadline while any replica lives.
+/// Every replica claims the due deadlines twice a second: a missed or expired call ends,
+/// and an ended call or inactive room is deleted, within about half a second of its
+/// deadline while any replica lives (a lease later if the replica that claimed it died).
 async fn fire_timers(service: Arc<Service>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
         tick.tick().await;
-        match service.fire_due_timers().await {
+        match service.fire_due().await {
             Ok(_) => failing = false,
             // Logged once per outage, not twice a second; the Redis metrics count each.
             Err(e) if !failing => {
                 failing = true;
-                tracing::warn!(error = %e, "call timers could not run; retrying");
+                tracing::warn!(error = %e, "deadlines could not be fired; retrying");
             }
             Err(_) => {}
         }

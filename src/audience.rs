@@ -245,7 +245,7 @@ impl Audiences {
                     audiences.admit(&socket, actor);
                     Ok(())
                 }
-                Err(service::Error::Unavailable(_)) => Err(Refused::Unavailable),
+                Err(service::Error::Store(_)) => Err(Refused::Unavailable),
                 Err(_) => Err(Refused::Unauthorized),
             }
         };
@@ -342,7 +342,11 @@ impl Audiences {
     /// and to the server connections; an event to everyone to every connection here.
     pub fn deliver(self: &Arc<Self>, name: &'static str, incoming: &Incoming<'_>) {
         let Some(to) = &incoming.to else {
-            return self.deliver_to_everyone(name, incoming.data);
+            self.deliver_to_everyone(name, incoming.data);
+            if name == "user.deleted" {
+                self.erased(incoming.data);
+            }
+            return;
         };
         let data = incoming.data;
         for (user, offset) in to {
@@ -375,6 +379,26 @@ impl Audiences {
         }
     }
 
+    /// A user was erased: this replica no longer takes its tokens, and closes its
+    /// connections (after they were sent `user.deleted`).
+    fn erased(&self, data: &RawValue) {
+        #[derive(serde::Deserialize)]
+        struct Erased<'a> {
+            id: &'a str,
+        }
+        let Some(user) = serde_json::from_str::<Erased<'_>>(data.get()).ok().and_then(|e| UserId::parse(e.id)) else {
+            return tracing::warn!("ignoring a user.deleted without a user id");
+        };
+        if let Some(service) = self.service.get() {
+            service.forget_user(user);
+        }
+        let conns = self.users_lock().remove(&user).unwrap_or_default();
+        for conn in conns {
+            // Closing an already closed socket has nothing to report.
+            let _ = conn.socket.clone().disconnect();
+        }
+    }
+
     /// Every connection here: users' and servers'.
     fn all(&self) -> Vec<Arc<Conn>> {
         let mut all: Vec<Arc<Conn>> = self.users_lock().values().flatten().cloned().collect();
@@ -397,8 +421,12 @@ impl Audiences {
     /// Every connection here catches up: events published while this replica was not
     /// listening (or fell behind) are sent once, in order, from the user's history; a
     /// connection that has no offset yet, or a server connection, gets `session.resync`,
-    /// spread over time so that their reloads do not all hit the REST API at once.
+    /// spread over time so that their reloads do not all hit the REST API at once. Which
+    /// users exist is read from the store again: a `user.deleted` may have been missed.
     pub fn catch_up_all(self: &Arc<Self>) {
+        if let Some(service) = self.service.get() {
+            service.forget_users();
+        }
         let all = self.all();
         let spread = RESYNC_SPREAD_MAX.min(RESYNC_SPREAD_PER_CONN * u32::try_from(all.len()).unwrap_or(u32::MAX));
         for conn in all {

@@ -76,6 +76,14 @@ pub struct Config {
     #[arg(long, env = "CALL_MAX_DURATION", default_value = "0", value_parser = seconds_or_zero)]
     pub call_max_duration: Duration,
 
+    /// Seconds an ended call is kept after its `endTime`; 0: for ever.
+    #[arg(long, env = "CALL_RETENTION", default_value = "2592000", value_parser = seconds_or_zero)]
+    pub call_retention: Duration,
+
+    /// Seconds a room is kept after its last activity (creation or latest join); 0: for ever.
+    #[arg(long, env = "ROOM_RETENTION", default_value = "2592000", value_parser = seconds_or_zero)]
+    pub room_retention: Duration,
+
     /// `open`: no credentials, every event to every client (v1). `token`: bearer tokens on
     /// REST and Socket.IO, each event only to its audience, resumable event streams.
     #[arg(long, env = "AUTH", value_enum, default_value_t = AuthMode::Open)]
@@ -203,10 +211,15 @@ pub enum LogFormat {
 }
 
 impl Config {
-    /// The call deadlines; 0 means none.
+    /// The call deadlines and retention periods; 0 means none.
     pub fn timeouts(&self) -> crate::domain::Timeouts {
         let some = |d: Duration| (!d.is_zero()).then_some(d);
-        crate::domain::Timeouts { ring: some(self.call_ring_timeout), max_duration: some(self.call_max_duration) }
+        crate::domain::Timeouts {
+            ring: some(self.call_ring_timeout),
+            max_duration: some(self.call_max_duration),
+            call_retention: some(self.call_retention),
+            room_retention: some(self.room_retention),
+        }
     }
 
     pub fn event_log(&self) -> crate::events::EventLog {
@@ -348,6 +361,8 @@ impl fmt::Debug for Config {
             .field("event_log_age", &self.event_log_age)
             .field("call_ring_timeout", &self.call_ring_timeout)
             .field("call_max_duration", &self.call_max_duration)
+            .field("call_retention", &self.call_retention)
+            .field("room_retention", &self.room_retention)
             .field("cors_origins", &self.cors_origins)
             .field("body_limit", &self.body_limit)
             .field("drain_period", &self.drain_period)

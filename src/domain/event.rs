@@ -23,6 +23,8 @@ pub enum Event {
     CallEnded { call_id: CallId },
     #[serde(rename = "user.registered")]
     UserRegistered { id: UserId, name: Name },
+    #[serde(rename = "user.deleted")]
+    UserDeleted { id: UserId },
     #[serde(rename = "room.created")]
     RoomCreated(RoomCreated),
     #[serde(rename = "room.joined", rename_all = "camelCase")]
@@ -85,6 +87,10 @@ impl Event {
         Self::UserRegistered { id: user.id, name: user.name.clone() }
     }
 
+    pub fn user_deleted(user: UserId) -> Self {
+        Self::UserDeleted { id: user }
+    }
+
     pub fn room_created(room: &Room) -> Self {
         Self::RoomCreated(RoomCreated {
             id: room.id,
@@ -99,13 +105,14 @@ impl Event {
     }
 
     /// Every event name of the contract.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "call.started",
         "call.accepted",
         "call.declined",
         "call.missed",
         "call.ended",
         "user.registered",
+        "user.deleted",
         "room.created",
         "room.joined",
     ];
@@ -124,6 +131,7 @@ impl Event {
             Self::CallMissed { .. } => "call.missed",
             Self::CallEnded { .. } => "call.ended",
             Self::UserRegistered { .. } => "user.registered",
+            Self::UserDeleted { .. } => "user.deleted",
             Self::RoomCreated(_) => "room.created",
             Self::RoomJoined { .. } => "room.joined",
         }
@@ -175,10 +183,11 @@ mod tests {
     }
 
     #[test]
-    fn user_registered_carries_id_and_name() {
+    fn user_events_carry_the_id_and_a_registered_name() {
         let user = User::new(Name::parse("Ana").expect("valid"));
         let v = wire(&Event::user_registered(&user));
         assert_eq!(v, json!({"event": "user.registered", "data": {"id": user.id, "name": "Ana"}}));
+        assert_eq!(wire(&Event::user_deleted(user.id)), json!({"event": "user.deleted", "data": {"id": user.id}}));
     }
 
     #[test]

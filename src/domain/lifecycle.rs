@@ -70,26 +70,41 @@ pub enum Outcome {
     Unchanged,
 }
 
-/// The server's deadlines: how long a call may ring, and last once answered.
+/// The server's deadlines: how long a call may ring and last once answered, and how long an
+/// ended call and an inactive room are kept (section 11).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Timeouts {
     /// `None`: a call rings until someone acts.
     pub ring: Option<Duration>,
     /// `None`: an accepted call lasts until someone ends it.
     pub max_duration: Option<Duration>,
+    /// `None`: ended calls are kept for ever.
+    pub call_retention: Option<Duration>,
+    /// `None`: rooms are kept for ever.
+    pub room_retention: Option<Duration>,
 }
 
 impl Timeouts {
-    /// When the call's next timer is due, in its current state; `None` when it has none.
+    /// When the call's next deadline is due in its current state (its timer, or once ended
+    /// its deletion); `None` when it has none.
     pub fn deadline(&self, call: &Call) -> Option<Timestamp> {
         let (from, after) = match call.status {
             CallStatus::Initiated => (call.start_time, self.ring?),
             CallStatus::Accepted => (call.answer_time?, self.max_duration?),
-            CallStatus::Ended => return None,
+            CallStatus::Ended => (call.end_time?, self.call_retention?),
         };
-        let after = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
-        Some(Timestamp::from_millis(from.millis().saturating_add(after)))
+        Some(later(from, after))
     }
+
+    /// When a room whose last activity (creation or join) was `at` is deleted.
+    pub fn room_expiry(&self, at: Timestamp) -> Option<Timestamp> {
+        Some(later(at, self.room_retention?))
+    }
+}
+
+fn later(from: Timestamp, after: Duration) -> Timestamp {
+    let after = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+    Timestamp::from_millis(from.millis().saturating_add(after))
 }
 
 impl Call {
@@ -204,7 +219,11 @@ mod tests {
 
     #[test]
     fn deadlines_follow_the_state() {
-        let timeouts = Timeouts { ring: Some(Duration::from_secs(60)), max_duration: Some(Duration::from_secs(5)) };
+        let timeouts = Timeouts {
+            ring: Some(Duration::from_secs(60)),
+            max_duration: Some(Duration::from_secs(5)),
+            ..Timeouts::default()
+        };
         let call = ringing();
         let ring = timeouts.deadline(&call).expect("rings");
         assert_eq!(ring.millis() - call.start_time.millis(), 60_000);
@@ -212,7 +231,13 @@ mod tests {
         let answer = accepted.answer_time.expect("answered");
         assert_eq!(timeouts.deadline(&accepted).map(|d| d.millis() - answer.millis()), Some(5_000));
         let (ended, _) = changed(&accepted, Transition::End { by: None });
-        assert_eq!(timeouts.deadline(&ended), None);
+        assert_eq!(timeouts.deadline(&ended), None, "kept for ever");
+        let kept = Timeouts { call_retention: Some(Duration::from_secs(30)), ..timeouts };
+        let end = ended.end_time.expect("ended");
+        assert_eq!(kept.deadline(&ended).map(|d| d.millis() - end.millis()), Some(30_000));
         assert_eq!(Timeouts::default().deadline(&call), None);
+        assert_eq!(Timeouts::default().room_expiry(end), None);
+        let rooms = Timeouts { room_retention: Some(Duration::from_secs(7)), ..timeouts };
+        assert_eq!(rooms.room_expiry(end).map(|d| d.millis() - end.millis()), Some(7_000));
     }
 }

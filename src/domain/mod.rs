@@ -6,6 +6,7 @@ mod event;
 mod ids;
 mod lifecycle;
 mod name;
+mod page;
 mod resources;
 mod time;
 
@@ -14,5 +15,6 @@ pub use event::Event;
 pub use ids::{CallId, RoomId, RoomName, UserId};
 pub use lifecycle::{DeclineReason, Outcome, Refusal, Timeouts, Transition};
 pub use name::{Name, NameError};
+pub use page::{List, Listed, Order, Page, PageRequest, Position};
 pub use resources::{Call, CallFilter, CallStatus, EndReason, LiveKitRoom, Room, User};
 pub use time::Timestamp;

@@ -2,6 +2,7 @@
 //! live path; and the namespace's event log, a stream the store's scripts append to.
 
 use super::{EventBus, Offset, Page, Signal};
+use crate::store::Keys;
 use crate::telemetry::metrics;
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
@@ -18,12 +19,12 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-/// Publishes a probe on the channel (ARGV[1]) that names the log's (KEYS[1]) last entry
-/// (kept beside it, see prelude.lua): in the same atomic step, so every message after that
+/// Publishes a probe on the channel (ARGV[1]) that names the log's last entry (KEYS[2],
+/// kept beside the log, see prelude.lua): in the same atomic step, so every message after that
 /// entry follows the probe on the channel. A replica that hears its probe knows its
 /// subscription is live, and from where.
 const PROBE: &str = r"
-local last = redis.call('GET', KEYS[1] .. ':last') or '0-0'
+local last = redis.call('GET', KEYS[2]) or '0-0'
 redis.call('PUBLISH', ARGV[1], 'probe ' .. ARGV[2] .. ' ' .. last)
 ";
 
@@ -53,7 +54,8 @@ pub struct RedisBus {
     client: Client,
     options: Options,
     channel: String,
-    log: String,
+    /// The log and its last id.
+    log: [String; 2],
     /// The Cluster slot of the namespace, where the log lives.
     slot: u16,
     /// Set once a probe came back on the current connection.
@@ -63,15 +65,16 @@ pub struct RedisBus {
 impl RedisBus {
     /// Subscribes on every connection of `subscriber`, which must not be connected yet (its
     /// first connection is announced like every later one), and confirms each subscription
-    /// with a probe sent through `client`. `prefix` is the namespace's key prefix.
-    pub fn new(subscriber: SubscriberClient, client: Client, options: Options, prefix: &str) -> Self {
+    /// with a probe sent through `client`.
+    pub fn new(subscriber: SubscriberClient, client: Client, options: Options, keys: &Keys) -> Self {
+        let log = keys.log();
         let bus = Self {
             subscriber,
             client,
             options,
-            channel: format!("{prefix}events"),
-            log: format!("{prefix}log"),
-            slot: fred::util::redis_keyslot(prefix.as_bytes()),
+            channel: keys.channel(),
+            slot: fred::util::redis_keyslot(log[0].as_bytes()),
+            log,
             subscribed: Arc::new(AtomicBool::new(false)),
         };
         let connections = bus.subscriber.reconnect_rx();
@@ -84,7 +87,8 @@ impl RedisBus {
     async fn eval(&self, op: &'static str, script: &str, args: [String; 2]) -> FredResult<Value> {
         let command = CustomCommand::new_static("EVAL", ClusterHash::Custom(self.slot), false);
         let [a, b] = args;
-        let args = vec![script.to_owned(), "1".to_owned(), self.log.clone(), a, b];
+        let [log, last] = self.log.clone();
+        let args = vec![script.to_owned(), "2".to_owned(), log, last, a, b];
         let started = Instant::now();
         let reply = self.client.with_options(&self.options).custom(command, args).await;
         metrics::redis_command(op, started.elapsed(), reply.is_ok());

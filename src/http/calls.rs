@@ -4,8 +4,9 @@ use super::extract::{Body, CallQuery, Fields, FromFields, OptionalBody, PathId};
 use super::openapi::{
     AcceptProblems, CallListProblems, CallProblems, DeclineProblems, EndCallProblems, StartCallProblems,
 };
+use super::page::Paged;
 use super::{ApiError, AppState};
-use crate::domain::{Actor, Call, CallId, DeclineReason, UserId};
+use crate::domain::{Actor, Call, CallId, DeclineReason, List, UserId};
 use crate::livekit::Grant;
 use axum::Json;
 use axum::extract::State;
@@ -111,11 +112,12 @@ pub async fn start(
     Ok((StatusCode::CREATED, CallWithToken::new(call, grant)))
 }
 
-/// Calls, newest first, optionally of one user or in one state.
+/// Calls, newest first, optionally of one user or in one state, a page at a time.
 #[utoipa::path(operation_id = "listCalls", security((), ("bearer" = [])), get, path = "/calls", tag = "calls", params(CallQuery),
-    responses((status = 200, description = "Calls, newest first", body = Vec<Call>), CallListProblems))]
-pub async fn list(actor: Actor, State(app): State<AppState>, query: CallQuery) -> Result<Json<Vec<Call>>, ApiError> {
-    Ok(Json(app.service.calls(actor, query.filter, query.limit).await?))
+    responses((status = 200, description = "Calls, newest first", body = Vec<Call>, headers(("Link" = String, description = "When more items follow: `<URL>; rel=\"next\"`, the next page (same path, filters and limit, and an opaque `cursor`). The last page has none."))), CallListProblems))]
+pub async fn list(actor: Actor, State(app): State<AppState>, query: CallQuery) -> Result<Paged<Call>, ApiError> {
+    let CallQuery { page, filter } = query;
+    Ok(Paged::new(app.service.calls(actor, filter, page).await?, List::Calls(filter), page.limit))
 }
 
 /// One call.

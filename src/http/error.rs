@@ -2,7 +2,7 @@
 
 use crate::livekit::Rejected;
 use crate::service;
-use crate::store::Unavailable;
+use crate::store::StoreError;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -114,14 +114,19 @@ impl From<service::Error> for ApiError {
             E::SelfCall => {
                 Self::invalid(vec![FieldError { field: "toUserId", message: "must differ from fromUserId".into() }])
             }
-            E::Unavailable(cause) => {
+            // Logged and counted where it was found, with its key; not an outage, so no
+            // Retry-After.
+            E::Store(StoreError::Corrupt(_)) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "a stored record cannot be read")
+            }
+            E::Store(cause) => {
                 // Logged here, once, at the boundary that turns it into a response.
                 tracing::warn!(error = %cause, "store unavailable");
                 let (code, detail) = match cause {
-                    Unavailable::Unreachable(_) => {
+                    StoreError::Unreachable(_) | StoreError::Corrupt(_) => {
                         ("store_unavailable", "the store is unreachable; nothing was changed")
                     }
-                    Unavailable::Unconfirmed(_) => (
+                    StoreError::Unconfirmed(_) => (
                         "outcome_unknown",
                         "the store did not confirm the change in time: it may have been made, and then \
                          announced; read the resource before retrying",
@@ -133,7 +138,7 @@ impl From<service::Error> for ApiError {
             E::Webhook(Rejected::Body(_)) => Self::new(StatusCode::BAD_REQUEST, "invalid_json", detail),
             E::Signing(cause) => {
                 tracing::error!(error = %cause, "token signing failed");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not issue a token")
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "could not issue a token")
             }
         }
     }
@@ -160,8 +165,16 @@ mod tests {
             (service::Error::Forbidden("userId"), 403, "forbidden"),
             (service::Error::Required("userId"), 422, "validation_failed"),
             (service::Error::Webhook(Rejected::Signature), 401, "invalid_signature"),
-            (service::Error::Unavailable(Unavailable::Unreachable("down".into())), 503, "store_unavailable"),
-            (service::Error::Unavailable(Unavailable::Unconfirmed("timeout".into())), 503, "outcome_unknown"),
+            (service::Error::Store(StoreError::Unreachable("down".into())), 503, "store_unavailable"),
+            (service::Error::Store(StoreError::Unconfirmed("timeout".into())), 503, "outcome_unknown"),
+            (
+                service::Error::Store(StoreError::Corrupt(crate::store::Corrupt {
+                    key: "k".into(),
+                    reason: "r".into(),
+                })),
+                500,
+                "internal_error",
+            ),
         ];
         for (error, status, code) in cases {
             let api = ApiError::from(error);

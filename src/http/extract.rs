@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::error::{ApiError, FieldError};
-use crate::domain::{Actor, CallFilter, CallStatus, Name, NameError, UserId};
+use crate::domain::{Actor, CallFilter, CallStatus, List, Name, NameError, PageRequest, Position, UserId};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{StatusCode, header, request::Parts};
@@ -269,39 +269,80 @@ fn limit(pairs: &[(String, String)], errors: &mut Vec<FieldError>) -> usize {
     }
 }
 
-/// The `?limit=` of a list endpoint.
-pub struct Limit(pub usize);
+/// `?cursor=`: where the page starts, as the list's previous page said (its `Link`).
+fn cursor(pairs: &[(String, String)], list: List, errors: &mut Vec<FieldError>) -> Option<Position> {
+    let raw = param(pairs, "cursor")?;
+    let position = list.position(raw);
+    if position.is_none() {
+        errors.push(FieldError { field: "cursor", message: "is not a cursor of this list".into() });
+    }
+    position
+}
 
-fn limit_param() -> Parameter {
-    ParameterBuilder::new()
+fn page_params() -> [Parameter; 2] {
+    let limit = ParameterBuilder::new()
         .name("limit")
         .parameter_in(ParameterIn::Query)
         .required(Required::False)
         .description(Some("How many items at most: an integer from 1 to 1000 (default 100)."))
         .schema(Some(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(1000))))
-        .build()
+        .build();
+    let cursor = ParameterBuilder::new()
+        .name("cursor")
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(
+            "Opaque: where the page starts, copied from the previous page's `Link: <…>; rel=\"next\"`. \
+             A cursor this list did not make is 422 (`field`: `cursor`).",
+        ))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build();
+    [limit, cursor]
 }
 
-impl IntoParams for Limit {
+/// The page a list request asks for: `?limit=` and `?cursor=`, of the list `L` names.
+pub struct PageQuery<L>(pub PageRequest, pub std::marker::PhantomData<L>);
+
+/// A list without filters, named at the type level so that one extractor serves each.
+pub trait Unfiltered {
+    const LIST: List;
+}
+
+pub struct Users;
+impl Unfiltered for Users {
+    const LIST: List = List::Users;
+}
+
+pub struct Rooms;
+impl Unfiltered for Rooms {
+    const LIST: List = List::Rooms;
+}
+
+impl<L> IntoParams for PageQuery<L> {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![limit_param()]
+        page_params().into()
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Limit {
+impl<S: Send + Sync, L: Unfiltered> FromRequestParts<S> for PageQuery<L> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let pairs = query_pairs(parts)?;
         let mut errors = Vec::new();
-        let n = limit(&pairs, &mut errors);
-        if errors.is_empty() { Ok(Self(n)) } else { Err(ApiError::invalid(errors)) }
+        let limit = limit(&pairs, &mut errors);
+        let after = cursor(&pairs, L::LIST, &mut errors);
+        if errors.is_empty() {
+            Ok(Self(PageRequest { after, limit }, std::marker::PhantomData))
+        } else {
+            Err(ApiError::invalid(errors))
+        }
     }
 }
 
-/// `GET /calls`' query: `limit`, `userId` and `status`.
+/// `GET /calls`' query: `userId`, `status`, `limit` and `cursor`.
 pub struct CallQuery {
-    pub limit: usize,
+    pub page: PageRequest,
     pub filter: CallFilter,
 }
 
@@ -316,11 +357,12 @@ impl IntoParams for CallQuery {
                 .schema(Some(schema))
                 .build()
         };
-        vec![
-            limit_param(),
+        let mut params = vec![
             query("userId", "Only calls this user made or received.", UserId::schema()),
             query("status", "Only calls in this state.", CallStatus::schema()),
-        ]
+        ];
+        params.extend(page_params());
+        params
     }
 }
 
@@ -344,7 +386,12 @@ impl<S: Send + Sync> FromRequestParts<S> for CallQuery {
                 errors.push(FieldError { field: "status", message: "must be initiated, accepted or ended".into() });
             }
         }
-        if errors.is_empty() { Ok(Self { limit, filter }) } else { Err(ApiError::invalid(errors)) }
+        let after = cursor(&pairs, List::Calls(filter), &mut errors);
+        if errors.is_empty() {
+            Ok(Self { page: PageRequest { after, limit }, filter })
+        } else {
+            Err(ApiError::invalid(errors))
+        }
     }
 }
 

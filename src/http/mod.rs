@@ -7,6 +7,7 @@ mod extract;
 mod livekit;
 pub mod openapi;
 mod ops;
+mod page;
 mod rooms;
 mod users;
 
@@ -50,7 +51,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/users", post(users::register).get(users::list))
-        .route("/users/{id}", get(users::get))
+        .route("/users/{id}", get(users::get).delete(users::erase))
         .route("/calls", post(calls::start).get(calls::list))
         .route("/calls/{id}", get(calls::get))
         .route("/calls/{id}/accept", post(calls::accept))

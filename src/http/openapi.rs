@@ -22,7 +22,7 @@ use utoipa::openapi::{
             Events are delivered over Socket.IO: see asyncapi.yaml."
     ),
     paths(
-        users::register, users::list, users::get,
+        users::register, users::list, users::get, users::erase,
         calls::start, calls::list, calls::get, calls::accept, calls::decline, calls::end,
         rooms::create, rooms::list, rooms::get, rooms::join,
         livekit::token, livekit::webhook,
@@ -71,9 +71,13 @@ pub fn json() -> String {
 
 /// Problem responses: for each status, a `Problem` whose `code` is one of `codes`. A 503
 /// carries `Retry-After`; with `outcome_unknown` the change may have been made.
+/// Every operation may meet a stored record it cannot read (never an outage).
+const CORRUPT: (u16, &[&str]) = (500, &["internal_error"]);
+
 fn problems(table: &[(u16, &[&str])]) -> BTreeMap<String, RefOr<Response>> {
     table
         .iter()
+        .chain([&CORRUPT])
         .map(|&(status, codes)| {
             let code = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(codes.iter().copied()));
             let schema = AllOfBuilder::new()
@@ -123,6 +127,8 @@ problem_set! {
     /// `GET /calls`: with `AUTH=token`, `?userId=` may only name the token's user.
     CallListProblems { 401 => ["unauthorized"], 403 => ["forbidden"], 422 => ["validation_failed"], 503 => ["store_unavailable"] }
     UserProblems { 401 => ["unauthorized"], 404 => ["user_not_found"], 503 => ["store_unavailable"] }
+    /// `DELETE /users/{id}`: with `AUTH=token`, only the user themself or a server token.
+    EraseProblems { 401 => ["unauthorized"], 403 => ["forbidden"], 404 => ["user_not_found"], 503 => ["store_unavailable", "outcome_unknown"] }
     CallProblems { 401 => ["unauthorized"], 404 => ["call_not_found"], 503 => ["store_unavailable"] }
     RoomProblems { 401 => ["unauthorized"], 404 => ["room_not_found"], 503 => ["store_unavailable"] }
     StartCallProblems {

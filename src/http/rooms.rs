@@ -1,9 +1,10 @@
 //! `/rooms`
 
-use super::extract::{Body, Fields, FromFields, Limit, OptionalBody, PathId};
+use super::extract::{Body, Fields, FromFields, OptionalBody, PageQuery, PathId, Rooms};
 use super::openapi::{JoinProblems, ListProblems, NewRoomProblems, RoomProblems};
+use super::page::Paged;
 use super::{ApiError, AppState};
-use crate::domain::{Actor, Name, Room, RoomId, RoomName, UserId};
+use crate::domain::{Actor, List, Name, Room, RoomId, RoomName, UserId};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -62,11 +63,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(app.service.create_room(name).await?)))
 }
 
-/// Every room, oldest first.
-#[utoipa::path(operation_id = "listRooms", security((), ("bearer" = [])), get, path = "/rooms", tag = "rooms", params(Limit),
-    responses((status = 200, description = "Rooms, oldest first", body = Vec<Room>), ListProblems))]
-pub async fn list(_: Actor, State(app): State<AppState>, Limit(limit): Limit) -> Result<Json<Vec<Room>>, ApiError> {
-    Ok(Json(app.service.rooms(limit).await?))
+/// Every room, oldest first, a page at a time.
+#[utoipa::path(operation_id = "listRooms", security((), ("bearer" = [])), get, path = "/rooms", tag = "rooms", params(PageQuery<Rooms>),
+    responses((status = 200, description = "Rooms, oldest first", body = Vec<Room>, headers(("Link" = String, description = "When more items follow: `<URL>; rel=\"next\"`, the next page (same path, filters and limit, and an opaque `cursor`). The last page has none."))), ListProblems))]
+pub async fn list(
+    _: Actor,
+    State(app): State<AppState>,
+    PageQuery(page, _): PageQuery<Rooms>,
+) -> Result<Paged<Room>, ApiError> {
+    Ok(Paged::new(app.service.rooms(page).await?, List::Rooms, page.limit))
 }
 
 /// One room.

@@ -1,9 +1,10 @@
 //! `/users`
 
-use super::extract::{Body, Fields, FromFields, Limit, PathId};
-use super::openapi::{BodyProblems, ListProblems, UserProblems};
+use super::extract::{Body, Fields, FromFields, PageQuery, PathId, Users};
+use super::openapi::{BodyProblems, EraseProblems, ListProblems, UserProblems};
+use super::page::Paged;
 use super::{ApiError, AppState};
-use crate::domain::{Actor, Name, Timestamp, User, UserId};
+use crate::domain::{Actor, List, Name, Timestamp, User, UserId};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -53,11 +54,27 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(Registered { user, token, token_expires_at })))
 }
 
-/// Every user, oldest first.
-#[utoipa::path(operation_id = "listUsers", security((), ("bearer" = [])), get, path = "/users", tag = "users", params(Limit),
-    responses((status = 200, description = "Users, oldest first", body = Vec<User>), ListProblems))]
-pub async fn list(_: Actor, State(app): State<AppState>, Limit(limit): Limit) -> Result<Json<Vec<User>>, ApiError> {
-    Ok(Json(app.service.users(limit).await?))
+/// Every user, oldest first, a page at a time.
+#[utoipa::path(operation_id = "listUsers", security((), ("bearer" = [])), get, path = "/users", tag = "users", params(PageQuery<Users>),
+    responses((status = 200, description = "Users, oldest first", body = Vec<User>, headers(("Link" = String, description = "When more items follow: `<URL>; rel=\"next\"`, the next page (same path, filters and limit, and an opaque `cursor`). The last page has none."))), ListProblems))]
+pub async fn list(
+    _: Actor,
+    State(app): State<AppState>,
+    PageQuery(page, _): PageQuery<Users>,
+) -> Result<Paged<User>, ApiError> {
+    Ok(Paged::new(app.service.users(page).await?, List::Users, page.limit))
+}
+
+/// Erases a user (with `AUTH=token`, only the user themself or a server): ends each of its
+/// calls that has not ended, then deletes it, its history and its room memberships, and
+/// announces `user.deleted`. Its tokens and connections are refused within a second on every
+/// replica.
+#[utoipa::path(operation_id = "eraseUser", security((), ("bearer" = [])), delete, path = "/users/{id}", tag = "users", params(("id" = String, Path, description = "The user's id")),
+    responses((status = 204, description = "Erased"), EraseProblems))]
+pub async fn erase(actor: Actor, State(app): State<AppState>, id: PathId) -> Result<StatusCode, ApiError> {
+    let id = id.parse(UserId::parse, "user_not_found", "user")?;
+    app.service.erase_user(actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// One user.

@@ -9,12 +9,16 @@ use crate::domain::{
 };
 use crate::events::Audience;
 use crate::livekit::{Action, Grant, Notice, Rejected};
-use crate::store::{CallChange, CallUpdate, Unavailable};
+use crate::store::{CallChange, CallUpdate, Due, Scheduled, StoreError};
 use crate::telemetry::metrics;
 use std::time::Duration;
 
-/// How many due calls one timer pass claims at most; the rest wait for the next pass.
+/// How many deadlines one timer pass claims at most; the rest wait for the next pass.
 const DUE_BATCH: usize = 200;
+
+/// How long a claimed deadline is this replica's: if it dies holding it, another replica
+/// fires it this much later.
+const CLAIM_LEASE: Duration = Duration::from_secs(5);
 
 /// Conditions a change is applied under, besides the call's state.
 #[derive(Clone, Copy, Debug, Default)]
@@ -97,27 +101,82 @@ impl Service {
         Ok(settled(self.try_transition(call, Transition::End { by }, Guard::default()).await?))
     }
 
-    /// Ends every call whose deadline has passed: any replica may run this at any time, and
-    /// each deadline fires once whichever replicas race for it. Returns how many fired.
-    pub async fn fire_due_timers(&self) -> Result<usize> {
-        let due = self.store.due_calls(Timestamp::now(), DUE_BATCH).await?;
+    /// Claims the deadlines that are due and acts on each: a ringing or answered call's
+    /// timer ends it, an ended call or an inactive room is deleted (retention). Any replica
+    /// may run this at any time; each deadline is claimed by one, and fires once. An entry
+    /// that cannot be acted on (its document is gone or unreadable) is taken off the
+    /// schedule, never blocking the others. Returns how many fired.
+    pub async fn fire_due(&self) -> Result<usize> {
         let mut fired = 0;
-        for (id, deadline) in due {
-            let Some(call) = self.store.call(id).await? else { continue };
-            let guard = Guard { claim: Some(deadline), once: None };
-            match self.try_transition(call, Transition::Deadline, guard).await {
-                // A skipped claim (the deadline moved meanwhile) is no change either.
-                Ok(Ok(Transitioned { call, applied: true })) => {
-                    fired += 1;
-                    let late = Timestamp::now().millis().saturating_sub(deadline.millis()).max(0);
-                    let kind = call.end_reason.map_or("other", EndReason::as_str);
-                    metrics::timer_fired(kind, Duration::from_millis(late.unsigned_abs()));
+        for due in self.store.claim_due(DUE_BATCH, CLAIM_LEASE).await? {
+            match self.fire(&due).await {
+                Ok(true) => fired += 1,
+                Ok(false) => {}
+                Err(Error::Store(StoreError::Corrupt(corrupt))) => {
+                    let entry = entry(&due);
+                    tracing::error!(entry, key = corrupt.key, "a deadline's document cannot be read: parked");
+                    self.store.unschedule(&entry, due.claim, true).await?;
                 }
-                Ok(_) | Err(Error::CallNotFound(_)) => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(fired)
+    }
+
+    /// Acts on one claimed deadline; whether it changed anything.
+    async fn fire(&self, due: &Due) -> Result<bool> {
+        let what = match &due.what {
+            Ok(what) => *what,
+            Err(unreadable) => {
+                crate::telemetry::metrics::store_corrupt();
+                tracing::error!(entry = unreadable, "a deadline entry cannot be read: parked");
+                self.store.unschedule(unreadable, due.claim, true).await?;
+                return Ok(false);
+            }
+        };
+        let gone = || async {
+            metrics::store_corrupt();
+            tracing::error!(entry = %what, "a deadline without its document: removed");
+            self.store.unschedule(&what.to_string(), due.claim, false).await
+        };
+        match what {
+            Scheduled::Room(id) => {
+                let Some(room) = self.store.room(id).await? else {
+                    gone().await?;
+                    return Ok(false);
+                };
+                let deleted = self.store.delete_room(&room, due.claim).await?;
+                if deleted {
+                    metrics::retention_deleted("room");
+                }
+                Ok(deleted)
+            }
+            Scheduled::Call(id) => {
+                let Some(call) = self.store.call(id).await? else {
+                    gone().await?;
+                    return Ok(false);
+                };
+                if call.status == CallStatus::Ended {
+                    let deleted = self.store.delete_call(&call, due.claim).await?;
+                    if deleted {
+                        metrics::retention_deleted("call");
+                    }
+                    return Ok(deleted);
+                }
+                let guard = Guard { claim: Some(due.claim), once: None };
+                match self.try_transition(call, Transition::Deadline, guard).await {
+                    // A skipped claim (the deadline moved meanwhile) is no change either.
+                    Ok(Ok(Transitioned { call, applied: true })) => {
+                        let late = Timestamp::now().millis().saturating_sub(due.at.millis()).max(0);
+                        let kind = call.end_reason.map_or("other", EndReason::as_str);
+                        metrics::timer_fired(kind, Duration::from_millis(late.unsigned_abs()));
+                        Ok(true)
+                    }
+                    Ok(_) | Err(Error::CallNotFound(_)) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+        }
     }
 
     /// Verifies a LiveKit webhook on its exact raw body and acts on it.
@@ -199,7 +258,7 @@ impl Service {
                 CallUpdate::Duplicate => return Ok(Err(Skipped::Duplicate)),
             }
         }
-        Err(Unavailable::Unreachable(format!("call {} kept changing under the update", call.id)).into())
+        Err(StoreError::Unreachable(format!("call {} kept changing under the update", call.id)).into())
     }
 }
 
@@ -234,5 +293,13 @@ fn record(call: &Call, events: &[Event]) {
             metrics::call_ended(reason.as_str(), answer.map(|a| seconds(a, end)));
         }
         _ => {}
+    }
+}
+
+/// A deadline's stored entry, as `unschedule` takes it.
+fn entry(due: &Due) -> String {
+    match &due.what {
+        Ok(what) => what.to_string(),
+        Err(unreadable) => unreadable.clone(),
     }
 }

@@ -8,14 +8,15 @@ pub use lifecycle::WebhookOutcome;
 
 use crate::auth::{Minted, Tokens};
 use crate::domain::{
-    Actor, Call, CallFilter, CallId, CallStatus, Event, LiveKitRoom, Name, Room, RoomId, RoomName, Timeouts, User,
-    UserId,
+    Actor, Call, CallFilter, CallId, CallStatus, Event, LiveKitRoom, Name, Page, PageRequest, Room, RoomId, RoomName,
+    Timeouts, Timestamp, User, UserId,
 };
 use crate::events::{self, Audience, Feed, History};
 use crate::livekit::{Grant, Rejected, SigningFailed, TokenIssuer, WebhookVerifier};
-use crate::store::{Join, NewCall, Store, Unavailable};
+use crate::store::{Erasure, Join, NewCall, Store, StoreError};
 use crate::telemetry::metrics;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Why a use case failed; `http::error` maps each to a status and a `code`.
@@ -48,7 +49,7 @@ pub enum Error {
     #[error("{0} is required")]
     Required(&'static str),
     #[error(transparent)]
-    Unavailable(#[from] Unavailable),
+    Store(#[from] StoreError),
     #[error(transparent)]
     Signing(#[from] SigningFailed),
     #[error(transparent)]
@@ -71,13 +72,21 @@ pub struct Identity {
     /// Lifetime of the user tokens issued on registration.
     pub ttl: Duration,
     pub history: History,
-    /// Users found to exist: users are never deleted, so a token's user is read from the
-    /// store once per replica rather than on every request (bounded; cleared when full).
+    /// Users found to exist, so that a token's user is read from the store once per replica
+    /// rather than on every request (bounded; cleared when full). An erased user is
+    /// forgotten when its `user.deleted` reaches the replica, and every user when the
+    /// replica may have missed events ([`Service::forget_users`]).
     pub known_users: std::sync::Mutex<std::collections::HashSet<UserId>>,
+    /// Bumped (under `known_users`' lock) each time users are forgotten: a user read from
+    /// the store before an erasure reached this replica is not remembered after it.
+    pub forgotten: std::sync::atomic::AtomicU64,
 }
 
 /// How many users a replica remembers as existing before it starts over.
 const KNOWN_USERS_MAX: usize = 100_000;
+
+/// How many times an erasure ends the user's calls and tries again.
+const ERASE_ROUNDS: usize = 8;
 
 impl Identity {
     fn known_users(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<UserId>> {
@@ -122,6 +131,7 @@ impl Service {
         if identity.known_users().contains(&user) {
             return Ok(actor);
         }
+        let before = identity.forgotten.load(Ordering::Acquire);
         if self.store.user(user).await?.is_none() {
             return Err(Error::Unauthorized);
         }
@@ -129,7 +139,9 @@ impl Service {
         if known.len() >= KNOWN_USERS_MAX {
             known.clear();
         }
-        known.insert(user);
+        if identity.forgotten.load(Ordering::Acquire) == before {
+            known.insert(user);
+        }
         Ok(actor)
     }
 
@@ -177,8 +189,59 @@ impl Service {
         self.store.user(id).await?.ok_or(Error::UserNotFound(id))
     }
 
-    pub async fn users(&self, limit: usize) -> Result<Vec<User>> {
-        Ok(self.store.users(limit).await?)
+    pub async fn users(&self, page: PageRequest) -> Result<Page<User>> {
+        Ok(self.store.users(page).await?)
+    }
+
+    /// Erases a user (section 11): ends each of its calls that has not ended as the user
+    /// ending it would, then deletes it with its history and memberships, announcing
+    /// `user.deleted`. A call started meanwhile is ended in a further round: the deletion
+    /// applies only once none is left.
+    pub async fn erase_user(&self, actor: Actor, id: UserId) -> Result<()> {
+        let id = Self::act(actor, Some(id), "id")?;
+        let event = Event::user_deleted(id);
+        let envelope = self.envelope(&event, Audience::Everyone);
+        // Each round ends every call the last one saw; a caller would have to start a call
+        // to the user between every two rounds to keep it going.
+        for _ in 0..ERASE_ROUNDS {
+            match self.store.delete_user(id, &envelope).await? {
+                Erasure::Erased => {
+                    self.forget_user(id);
+                    metrics::user_erased();
+                    metrics::event_published(event.name());
+                    return Ok(());
+                }
+                Erasure::NoUser => return Err(Error::UserNotFound(id)),
+                Erasure::Busy(calls) => {
+                    for call in calls {
+                        match self.end_call(Actor::Server, call, Some(id)).await {
+                            Ok(_) | Err(Error::CallNotFound(_)) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            }
+        }
+        Err(StoreError::Unreachable(format!("user {id} kept getting new calls during its erasure")).into())
+    }
+
+    /// `AUTH=token`: this replica no longer takes `user` for existing (it was erased).
+    pub fn forget_user(&self, user: UserId) {
+        if let Some(identity) = &self.identity {
+            let mut known = identity.known_users();
+            known.remove(&user);
+            identity.forgotten.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// `AUTH=token`: this replica may have missed a `user.deleted`: every token's user is
+    /// read from the store again.
+    pub fn forget_users(&self) {
+        if let Some(identity) = &self.identity {
+            let mut known = identity.known_users();
+            known.clear();
+            identity.forgotten.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Starts a call and returns it with the caller's grant.
@@ -208,20 +271,21 @@ impl Service {
     }
 
     /// Calls, newest first; a user sees only their own.
-    pub async fn calls(&self, actor: Actor, mut filter: CallFilter, limit: usize) -> Result<Vec<Call>> {
+    pub async fn calls(&self, actor: Actor, mut filter: CallFilter, page: PageRequest) -> Result<Page<Call>> {
         if let Some(me) = actor.own_calls() {
             match filter.user {
                 Some(other) if other != me => return Err(Error::Forbidden("userId")),
                 _ => filter.user = Some(me),
             }
         }
-        Ok(self.store.calls(filter, limit).await?)
+        Ok(self.store.calls(filter, page).await?)
     }
 
     pub async fn create_room(&self, name: Name) -> Result<Room> {
         let room = Room::new(name);
         let event = Event::room_created(&room);
-        self.store.insert_room(&room, &self.envelope(&event, Audience::Everyone)).await?;
+        let expiry = self.timeouts.room_expiry(room.created_at);
+        self.store.insert_room(&room, expiry, &self.envelope(&event, Audience::Everyone)).await?;
         metrics::room_created();
         metrics::event_published(event.name());
         Ok(room)
@@ -231,8 +295,8 @@ impl Service {
         self.store.room(id).await?.ok_or(Error::RoomNotFound(id))
     }
 
-    pub async fn rooms(&self, limit: usize) -> Result<Vec<Room>> {
-        Ok(self.store.rooms(limit).await?)
+    pub async fn rooms(&self, page: PageRequest) -> Result<Page<Room>> {
+        Ok(self.store.rooms(page).await?)
     }
 
     /// Adds the user to the room (once) and returns a fresh grant; every join publishes.
@@ -240,7 +304,8 @@ impl Service {
         let user_id = Self::act(actor, user_id, "userId")?;
         let event = Event::room_joined(room_id, user_id);
         let envelope = self.envelope(&event, Audience::Participants);
-        let (room, user) = match self.store.join_room(room_id, user_id, &envelope).await? {
+        let expiry = self.timeouts.room_expiry(Timestamp::now());
+        let (room, user) = match self.store.join_room(room_id, user_id, expiry, &envelope).await? {
             Join::Joined { room, user } => (room, user),
             Join::NoRoom => return Err(Error::RoomNotFound(room_id)),
             Join::NoUser => return Err(Error::UserNotFound(user_id)),

@@ -2,26 +2,31 @@
 //! atomic, which gives the same semantics as the Redis scripts; a change's event is sent
 //! on the in-process bus under the same lock.
 
-use super::{CallChange, CallUpdate, DELIVERY_ID_TTL, Join, NewCall, Store, StoreResult};
-use crate::domain::{Call, CallFilter, CallId, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId};
+use super::{CallChange, CallUpdate, DELIVERY_ID_TTL, Due, Erasure, Join, NewCall, Scheduled, Store, StoreResult};
+use crate::domain::{
+    Call, CallFilter, CallId, CallStatus, List, Listed, LiveKitRoom, Order, Page, PageRequest, Position, Room, RoomId,
+    RoomName, Timestamp, User, UserId,
+};
 use crate::events::{self, LocalBus, Offset};
 use async_trait::async_trait;
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 #[derive(Default)]
 struct State {
     users: HashMap<UserId, User>,
-    user_order: Vec<UserId>,
     calls: HashMap<CallId, Call>,
-    call_order: Vec<CallId>,
     rooms: HashMap<RoomId, Room>,
-    room_order: Vec<RoomId>,
-    room_names: HashMap<RoomName, Owner>,
-    /// Each call's next deadline, and the same ordered by time for the timers.
-    deadlines: HashMap<CallId, i64>,
-    due: BTreeSet<(i64, CallId)>,
+    /// The lists' orders (see [`Position`]).
+    user_order: BTreeSet<Position>,
+    call_order: BTreeSet<Position>,
+    room_order: BTreeSet<Position>,
+    room_names: HashMap<RoomName, Scheduled>,
+    /// Each deadline, and the same ordered by time for the timers.
+    deadlines: HashMap<Scheduled, i64>,
+    due: BTreeSet<(i64, Scheduled)>,
     /// Delivery ids already applied, with when each may be forgotten.
     deliveries: HashMap<String, Instant>,
     /// Each user's addressed events (`AUTH=token`), as Redis keeps them in a stream.
@@ -66,14 +71,23 @@ impl State {
         events::address(body, &offsets)
     }
 
-    fn set_deadline(&mut self, id: CallId, deadline: Option<Timestamp>) {
-        if let Some(old) = self.deadlines.remove(&id) {
-            self.due.remove(&(old, id));
+    fn set_deadline(&mut self, what: Scheduled, deadline: Option<Timestamp>) {
+        if let Some(old) = self.deadlines.remove(&what) {
+            self.due.remove(&(old, what));
         }
         if let Some(at) = deadline {
-            self.deadlines.insert(id, at.millis());
-            self.due.insert((at.millis(), id));
+            self.deadlines.insert(what, at.millis());
+            self.due.insert((at.millis(), what));
         }
+    }
+
+    /// Takes a claimed deadline off the schedule; false when the claim no longer holds.
+    fn unschedule(&mut self, what: Scheduled, claim: Timestamp) -> bool {
+        if self.deadlines.get(&what) != Some(&claim.millis()) {
+            return false;
+        }
+        self.set_deadline(what, None);
+        true
     }
 
     /// Remembers `id`; false when it was already remembered.
@@ -92,10 +106,22 @@ impl State {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Owner {
-    Call(CallId),
-    Room(RoomId),
+/// The page of `order` after the request's position, in `direction`, of the items `get`
+/// finds and `keep` keeps.
+fn page<'a, T: Clone + Listed + 'a>(
+    order: &BTreeSet<Position>,
+    direction: Order,
+    request: PageRequest,
+    get: impl Fn(&Position) -> Option<&'a T>,
+    keep: impl Fn(&T) -> bool,
+) -> Page<T> {
+    let after = request.after.map_or(Bound::Unbounded, Bound::Excluded);
+    let positions: Box<dyn Iterator<Item = &Position>> = match direction {
+        Order::OldestFirst => Box::new(order.range((after, Bound::Unbounded))),
+        Order::NewestFirst => Box::new(order.range((Bound::Unbounded, after)).rev()),
+    };
+    let items = positions.filter_map(get).filter(|item| keep(item)).take(request.limit + 1).cloned().collect();
+    Page::of(items, request.limit, Listed::position)
 }
 
 /// In-memory [`Store`] for a single replica.
@@ -122,7 +148,7 @@ impl Store for MemoryStore {
     async fn insert_user(&self, user: &User, event: &str) -> StoreResult<()> {
         let mut s = self.lock();
         s.users.insert(user.id, user.clone());
-        s.user_order.push(user.id);
+        s.user_order.insert(user.position());
         self.bus.send(&s.message(event, &[]));
         Ok(())
     }
@@ -131,9 +157,32 @@ impl Store for MemoryStore {
         Ok(self.lock().users.get(&id).cloned())
     }
 
-    async fn users(&self, limit: usize) -> StoreResult<Vec<User>> {
+    async fn users(&self, request: PageRequest) -> StoreResult<Page<User>> {
         let s = self.lock();
-        Ok(s.user_order.iter().take(limit).map(|id| s.users[id].clone()).collect())
+        let get = |p: &Position| s.users.get(&UserId(p.id));
+        Ok(page(&s.user_order, List::Users.order(), request, get, |_| true))
+    }
+
+    async fn delete_user(&self, id: UserId, event: &str) -> StoreResult<Erasure> {
+        let mut s = self.lock();
+        let Some(user) = s.users.get(&id) else {
+            return Ok(Erasure::NoUser);
+        };
+        let position = user.position();
+        let mut live: Vec<&Call> =
+            s.calls.values().filter(|c| c.involves(id) && c.status != CallStatus::Ended).collect();
+        if !live.is_empty() {
+            live.sort_by_key(|c| c.position());
+            return Ok(Erasure::Busy(live.into_iter().map(|c| c.id).collect()));
+        }
+        s.users.remove(&id);
+        s.user_order.remove(&position);
+        s.histories.remove(&id.to_string());
+        for room in s.rooms.values_mut() {
+            room.participants.retain(|p| *p != id);
+        }
+        self.bus.send(&s.message(event, &[]));
+        Ok(Erasure::Erased)
     }
 
     async fn insert_call(&self, call: &Call, deadline: Option<Timestamp>, event: &str) -> StoreResult<NewCall> {
@@ -144,9 +193,9 @@ impl Store for MemoryStore {
             }
         }
         s.calls.insert(call.id, call.clone());
-        s.call_order.push(call.id);
-        s.room_names.insert(call.room_name, Owner::Call(call.id));
-        s.set_deadline(call.id, deadline);
+        s.call_order.insert(call.position());
+        s.room_names.insert(call.room_name, Scheduled::Call(call.id));
+        s.set_deadline(Scheduled::Call(call.id), deadline);
         let caller = s.users[&call.from_user_id].clone();
         self.bus.send(&s.message(event, &[]));
         Ok(NewCall::Stored { caller })
@@ -156,19 +205,20 @@ impl Store for MemoryStore {
         Ok(self.lock().calls.get(&id).cloned())
     }
 
-    async fn calls(&self, filter: CallFilter, limit: usize) -> StoreResult<Vec<Call>> {
+    async fn calls(&self, filter: CallFilter, request: PageRequest) -> StoreResult<Page<Call>> {
         let s = self.lock();
-        let newest_first = s.call_order.iter().rev().map(|id| &s.calls[id]);
-        Ok(newest_first.filter(|c| filter.matches(c)).take(limit).cloned().collect())
+        let get = |p: &Position| s.calls.get(&CallId(p.id));
+        Ok(page(&s.call_order, List::Calls(filter).order(), request, get, |c| filter.matches(c)))
     }
 
     async fn update_call(&self, change: CallChange<'_>) -> StoreResult<CallUpdate> {
         let mut s = self.lock();
         let id = change.call.id;
         let Some(stored) = s.calls.get(&id) else {
+            s.set_deadline(Scheduled::Call(id), None);
             return Ok(CallUpdate::Stale(None));
         };
-        if change.claim.is_some_and(|at| s.deadlines.get(&id) != Some(&at.millis())) {
+        if change.claim.is_some_and(|at| s.deadlines.get(&Scheduled::Call(id)) != Some(&at.millis())) {
             return Ok(CallUpdate::Unclaimed);
         }
         if stored.status != change.from {
@@ -178,11 +228,22 @@ impl Store for MemoryStore {
             return Ok(CallUpdate::Duplicate);
         }
         s.calls.insert(id, change.call.clone());
-        s.set_deadline(id, change.deadline);
+        s.set_deadline(Scheduled::Call(id), change.deadline);
         for event in change.events {
             self.bus.send(&s.message(event, &[]));
         }
         Ok(CallUpdate::Applied)
+    }
+
+    async fn delete_call(&self, call: &Call, claim: Timestamp) -> StoreResult<bool> {
+        let mut s = self.lock();
+        if !s.unschedule(Scheduled::Call(call.id), claim) {
+            return Ok(false);
+        }
+        s.calls.remove(&call.id);
+        s.call_order.remove(&call.position());
+        s.room_names.remove(&call.room_name);
+        Ok(true)
     }
 
     async fn history(
@@ -209,17 +270,37 @@ impl Store for MemoryStore {
         Ok(self.lock().deliveries.get(id).is_some_and(|forget_at| *forget_at > Instant::now()))
     }
 
-    async fn due_calls(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<(CallId, Timestamp)>> {
-        let s = self.lock();
-        let due = s.due.iter().take_while(|(at, _)| *at <= now.millis()).take(limit);
-        Ok(due.map(|&(at, id)| (id, Timestamp::from_millis(at))).collect())
+    async fn claim_due(&self, limit: usize, lease: Duration) -> StoreResult<Vec<Due>> {
+        let mut s = self.lock();
+        let now = Timestamp::now();
+        let claim =
+            Timestamp::from_millis(now.millis().saturating_add(lease.as_millis().try_into().unwrap_or(i64::MAX)));
+        let due: Vec<(i64, Scheduled)> =
+            s.due.iter().take_while(|(at, _)| *at <= now.millis()).take(limit).copied().collect();
+        Ok(due
+            .into_iter()
+            .map(|(at, what)| {
+                s.set_deadline(what, Some(claim));
+                Due { what: Ok(what), at: Timestamp::from_millis(at), claim }
+            })
+            .collect())
     }
 
-    async fn insert_room(&self, room: &Room, event: &str) -> StoreResult<()> {
+    /// Nothing here is ever unreadable: an entry to take off is a deadline whose call or room
+    /// went.
+    async fn unschedule(&self, entry: &str, claim: Timestamp, _park: bool) -> StoreResult<()> {
+        if let Some(what) = Scheduled::parse(entry) {
+            self.lock().unschedule(what, claim);
+        }
+        Ok(())
+    }
+
+    async fn insert_room(&self, room: &Room, expiry: Option<Timestamp>, event: &str) -> StoreResult<()> {
         let mut s = self.lock();
         s.rooms.insert(room.id, room.clone());
-        s.room_order.push(room.id);
-        s.room_names.insert(room.room_name, Owner::Room(room.id));
+        s.room_order.insert(room.position());
+        s.room_names.insert(room.room_name, Scheduled::Room(room.id));
+        s.set_deadline(Scheduled::Room(room.id), expiry);
         self.bus.send(&s.message(event, &[]));
         Ok(())
     }
@@ -228,15 +309,19 @@ impl Store for MemoryStore {
         Ok(self.lock().rooms.get(&id).cloned())
     }
 
-    async fn rooms(&self, limit: usize) -> StoreResult<Vec<Room>> {
+    async fn rooms(&self, request: PageRequest) -> StoreResult<Page<Room>> {
         let s = self.lock();
-        Ok(s.room_order.iter().take(limit).map(|id| s.rooms[id].clone()).collect())
+        let get = |p: &Position| s.rooms.get(&RoomId(p.id));
+        Ok(page(&s.room_order, List::Rooms.order(), request, get, |_| true))
     }
 
-    async fn join_room(&self, room: RoomId, user: UserId, event: &str) -> StoreResult<Join> {
+    async fn join_room(&self, room: RoomId, user: UserId, expiry: Option<Timestamp>, event: &str) -> StoreResult<Join> {
         let mut s = self.lock();
+        if !s.rooms.contains_key(&room) {
+            return Ok(Join::NoRoom);
+        }
         let Some(joiner) = s.users.get(&user).cloned() else {
-            return Ok(if s.rooms.contains_key(&room) { Join::NoUser } else { Join::NoRoom });
+            return Ok(Join::NoUser);
         };
         let Some(r) = s.rooms.get_mut(&room) else {
             return Ok(Join::NoRoom);
@@ -245,16 +330,28 @@ impl Store for MemoryStore {
             r.participants.push(user);
         }
         let room = r.clone();
+        s.set_deadline(Scheduled::Room(room.id), expiry);
         let message = s.message(event, &room.participants);
         self.bus.send(&message);
         Ok(Join::Joined { room, user: joiner })
     }
 
+    async fn delete_room(&self, room: &Room, claim: Timestamp) -> StoreResult<bool> {
+        let mut s = self.lock();
+        if !s.unschedule(Scheduled::Room(room.id), claim) {
+            return Ok(false);
+        }
+        s.rooms.remove(&room.id);
+        s.room_order.remove(&room.position());
+        s.room_names.remove(&room.room_name);
+        Ok(true)
+    }
+
     async fn livekit_room(&self, name: RoomName) -> StoreResult<Option<LiveKitRoom>> {
         let s = self.lock();
-        Ok(s.room_names.get(&name).map(|owner| match *owner {
-            Owner::Call(id) => LiveKitRoom::Call(s.calls[&id].clone()),
-            Owner::Room(id) => LiveKitRoom::Room(s.rooms[&id].clone()),
+        Ok(s.room_names.get(&name).and_then(|owner| match *owner {
+            Scheduled::Call(id) => s.calls.get(&id).cloned().map(LiveKitRoom::Call),
+            Scheduled::Room(id) => s.rooms.get(&id).cloned().map(LiveKitRoom::Room),
         }))
     }
 

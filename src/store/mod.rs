@@ -1,44 +1,54 @@
 //! Where users, calls and rooms live: one trait, an embedded memory implementation and a
 //! Redis one with the same semantics. The contract suite runs against both.
 
+mod keys;
 mod memory;
 mod redis;
 
+pub use keys::Keys;
 pub use memory::MemoryStore;
 pub use redis::{RedisStore, WaitReplicas};
 
 use crate::domain::{
-    Call, CallFilter, CallId, CallStatus, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId,
+    Call, CallFilter, CallId, CallStatus, LiveKitRoom, Page, PageRequest, Room, RoomId, RoomName, Timestamp, User,
+    UserId,
 };
 use async_trait::async_trait;
+use std::fmt;
 use std::time::Duration;
 
 /// Every operation name Redis metrics are labelled with (a bounded set).
-pub const REDIS_OPS: [&str; 19] = [
+pub const REDIS_OPS: [&str; 25] = [
     "insert_user",
     "get_user",
     "list_users",
+    "delete_user",
     "insert_call",
     "get_call",
     "list_calls",
     "update_call",
-    "due_calls",
+    "delete_call",
+    "claim_due",
+    "park",
     "delivered",
     "history",
     "insert_room",
     "get_room",
     "list_rooms",
     "join_room",
+    "delete_room",
     "livekit_room",
     "ping",
     "wait",
     "probe",
     "log_read",
+    "forget",
+    "room_owner",
 ];
 
-/// The only failure callers branch on: the store could not do or confirm an operation.
+/// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
-pub enum Unavailable {
+pub enum StoreError {
     /// Nothing was written: the store was unreachable before the command left, or the
     /// operation only reads.
     #[error("store unavailable: {0}")]
@@ -47,9 +57,60 @@ pub enum Unavailable {
     /// have been applied, together with its event.
     #[error("store did not confirm a write: {0}")]
     Unconfirmed(String),
+    /// The store answered, with something this build cannot read: a bug or a hand edit, not
+    /// an outage, so never reported as one (retrying will not help).
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
 }
 
-pub type StoreResult<T> = Result<T, Unavailable>;
+/// A stored value that cannot be decoded, and where it is.
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable value at {key}: {reason}")]
+pub struct Corrupt {
+    pub key: String,
+    pub reason: String,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What a stored deadline is for: the next timer of a call (its ring timeout, its maximum
+/// duration, or once ended its deletion), or a room's deletion. Stored as `call:<id>` or
+/// `room:<id>`, also the form in which a LiveKit room name points at its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scheduled {
+    Call(CallId),
+    Room(RoomId),
+}
+
+impl Scheduled {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.split_once(':') {
+            Some(("call", id)) => CallId::parse(id).map(Self::Call),
+            Some(("room", id)) => RoomId::parse(id).map(Self::Room),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Scheduled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Call(id) => write!(f, "call:{id}"),
+            Self::Room(id) => write!(f, "room:{id}"),
+        }
+    }
+}
+
+/// A deadline claimed by one replica until `claim`: no other replica gets it before then,
+/// and a change guarded by `claim` applies only while the deadline is still this claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Due {
+    /// What is due; `Err` holds a stored entry this build cannot read.
+    pub what: Result<Scheduled, String>,
+    /// When it was due.
+    pub at: Timestamp,
+    pub claim: Timestamp,
+}
 
 /// How long a delivery id (a LiveKit webhook's) is remembered: LiveKit retries for
 /// minutes, not days.
@@ -107,6 +168,16 @@ pub enum NewCall {
     NoUser(UserId),
 }
 
+/// The outcome of erasing a user.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Erasure {
+    /// The user, its history and memberships are gone, and `user.deleted` was published.
+    Erased,
+    NoUser,
+    /// Nothing was erased: these calls of the user have not ended yet.
+    Busy(Vec<CallId>),
+}
+
 /// Storage of the contract's resources. Every method is atomic with respect to other
 /// replicas sharing the same backing store.
 ///
@@ -115,32 +186,50 @@ pub enum NewCall {
 /// the change is made — appending an addressed event to its users' histories in that step
 /// too: a change is never stored without its event, nor an event sent without its change,
 /// whatever happens to the request afterwards (cancelled, timed out, the replica killed).
+///
+/// Lists are ordered by time then id ([`crate::domain::Position`]); a page holds the items
+/// after the request's position.
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn insert_user(&self, user: &User, event: &str) -> StoreResult<()>;
     async fn user(&self, id: UserId) -> StoreResult<Option<User>>;
     /// Oldest first.
-    async fn users(&self, limit: usize) -> StoreResult<Vec<User>>;
+    async fn users(&self, page: PageRequest) -> StoreResult<Page<User>>;
+    /// Deletes the user, its history and its room memberships and publishes `event`, unless
+    /// a call of the user has not ended.
+    async fn delete_user(&self, id: UserId, event: &str) -> StoreResult<Erasure>;
 
     /// Stores the call, with its first deadline, only if both users exist.
     async fn insert_call(&self, call: &Call, deadline: Option<Timestamp>, event: &str) -> StoreResult<NewCall>;
     async fn call(&self, id: CallId) -> StoreResult<Option<Call>>;
     /// Newest first.
-    async fn calls(&self, filter: CallFilter, limit: usize) -> StoreResult<Vec<Call>>;
+    async fn calls(&self, filter: CallFilter, page: PageRequest) -> StoreResult<Page<Call>>;
     /// Applies one transition, its deadline and its events, unless the call moved on: of
     /// racing changes decided on the same state, exactly one is applied.
     async fn update_call(&self, change: CallChange<'_>) -> StoreResult<CallUpdate>;
+    /// Deletes an ended call whose deletion was claimed; `false` when the claim no longer
+    /// holds. Publishes nothing (retention is silent).
+    async fn delete_call(&self, call: &Call, claim: Timestamp) -> StoreResult<bool>;
     /// Whether a change carrying this delivery id was applied (within [`DELIVERY_ID_TTL`]).
     async fn delivered(&self, id: &str) -> StoreResult<bool>;
-    /// Calls whose deadline is at or before `now`, earliest first, with that deadline.
-    async fn due_calls(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<(CallId, Timestamp)>>;
 
-    async fn insert_room(&self, room: &Room, event: &str) -> StoreResult<()>;
+    /// Claims at most `limit` deadlines that are due by the store's clock, each for `lease`,
+    /// earliest first.
+    async fn claim_due(&self, limit: usize, lease: Duration) -> StoreResult<Vec<Due>>;
+    /// Takes a claimed deadline off the schedule (nothing left to do for it). With `park`,
+    /// keeps it aside for an operator: its entry or document could not be read.
+    async fn unschedule(&self, entry: &str, claim: Timestamp, park: bool) -> StoreResult<()>;
+
+    /// Stores the room, to be deleted at `expiry`.
+    async fn insert_room(&self, room: &Room, expiry: Option<Timestamp>, event: &str) -> StoreResult<()>;
     async fn room(&self, id: RoomId) -> StoreResult<Option<Room>>;
     /// Oldest first.
-    async fn rooms(&self, limit: usize) -> StoreResult<Vec<Room>>;
-    /// Adds the user to the participants once, if room and user exist.
-    async fn join_room(&self, room: RoomId, user: UserId, event: &str) -> StoreResult<Join>;
+    async fn rooms(&self, page: PageRequest) -> StoreResult<Page<Room>>;
+    /// Adds the user to the participants once, if room and user exist, and moves the room's
+    /// deletion to `expiry`.
+    async fn join_room(&self, room: RoomId, user: UserId, expiry: Option<Timestamp>, event: &str) -> StoreResult<Join>;
+    /// Deletes a room whose deletion was claimed; `false` when the claim no longer holds.
+    async fn delete_room(&self, room: &Room, claim: Timestamp) -> StoreResult<bool>;
 
     /// The call or room that owns a LiveKit room name.
     async fn livekit_room(&self, name: RoomName) -> StoreResult<Option<LiveKitRoom>>;

@@ -1,8 +1,16 @@
 //! The Redis store: documents as JSON strings, sorted-set indexes for the lists, and one
-//! Lua script per change so that racing replicas see each transition exactly once.
+//! Lua script per change so that racing replicas see each transition exactly once. Every
+//! key is named in [`Keys`] and passed to the scripts; every reply is decoded into a type.
 
-use super::{CallChange, CallUpdate, DELIVERY_ID_TTL, Join, NewCall, Store, StoreResult, Unavailable};
-use crate::domain::{Call, CallFilter, CallId, LiveKitRoom, Room, RoomId, RoomName, Timestamp, User, UserId};
+use super::keys::Keys;
+use super::{
+    CallChange, CallUpdate, Corrupt, DELIVERY_ID_TTL, Due, Erasure, Join, NewCall, Scheduled, Store, StoreError,
+    StoreResult,
+};
+use crate::domain::{
+    Call, CallFilter, CallId, List, Listed, LiveKitRoom, Order, Page, PageRequest, Room, RoomId, RoomName, Timestamp,
+    User, UserId,
+};
 use crate::events::EventLog;
 use crate::telemetry::metrics;
 use async_trait::async_trait;
@@ -13,7 +21,7 @@ use fred::types::{ClientState, ClusterHash, CustomCommand};
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// One Lua script, loaded on first use (and again after a Redis restart).
@@ -22,11 +30,14 @@ struct Lua {
 }
 
 impl Lua {
-    /// `body` after the prelude, which the event log's bounds precede.
-    fn new(log: EventLog, body: &str) -> Self {
+    /// `body` after the prelude, which the event log's bounds and the key templates precede.
+    fn new(log: EventLog, keys: &Keys, body: &str) -> Self {
         let (max, age_ms) = (log.max, log.age.as_millis());
-        let source =
-            format!("local LOG_MAX, LOG_AGE_MS = {max}, {age_ms}\n{}\n{body}", include_str!("lua/prelude.lua"));
+        let source = format!(
+            "local LOG_MAX, LOG_AGE_MS = {max}, {age_ms}\n{}\n{}\n{body}",
+            keys.templates(),
+            include_str!("lua/prelude.lua")
+        );
         Self { script: Script::from_lua(source) }
     }
 }
@@ -40,15 +51,17 @@ enum Access {
 
 struct Scripts {
     insert_user: Lua,
+    delete_user: Lua,
     insert_call: Lua,
     update_call: Lua,
-    due_calls: Lua,
+    delete_call: Lua,
+    claim_due: Lua,
+    unschedule: Lua,
     history: Lua,
     insert_room: Lua,
     join_room: Lua,
-    list: Lua,
-    room: Lua,
-    livekit_room: Lua,
+    delete_room: Lua,
+    page: Lua,
 }
 
 /// [`Store`] on a Redis shared by every replica.
@@ -56,8 +69,9 @@ pub struct RedisStore {
     client: Client,
     /// Fail fast while disconnected, bounded wait otherwise, never replay a write.
     options: Options,
-    prefix: String,
-    /// The Cluster slot of `prefix`, where every key and script of the deployment lives.
+    keys: Keys,
+    /// The Cluster slot of the keys' hash tag, where every key and script of the deployment
+    /// lives.
     slot: u16,
     /// After each write, wait for this many Redis replicas to have it (`WAIT`).
     wait: Option<WaitReplicas>,
@@ -79,27 +93,28 @@ pub struct WaitReplicas {
 }
 
 impl RedisStore {
-    /// Wraps a connected (or connecting) client; `prefix` is `{namespace}:`; every change
-    /// appends its event to `log`.
-    pub fn new(client: Client, options: Options, prefix: String, wait: Option<WaitReplicas>, log: EventLog) -> Self {
-        let lua = |body| Lua::new(log, body);
+    /// Wraps a connected (or connecting) client; every change appends its event to `log`.
+    pub fn new(client: Client, options: Options, keys: Keys, wait: Option<WaitReplicas>, log: EventLog) -> Self {
+        let lua = |body| Lua::new(log, &keys, body);
         let scripts = Scripts {
             insert_user: lua(include_str!("lua/insert_user.lua")),
+            delete_user: lua(include_str!("lua/delete_user.lua")),
             insert_call: lua(include_str!("lua/insert_call.lua")),
             update_call: lua(include_str!("lua/update_call.lua")),
-            due_calls: lua(include_str!("lua/due_calls.lua")),
+            delete_call: lua(include_str!("lua/delete_call.lua")),
+            claim_due: lua(include_str!("lua/claim_due.lua")),
+            unschedule: lua(include_str!("lua/unschedule.lua")),
             history: lua(include_str!("lua/history.lua")),
             insert_room: lua(include_str!("lua/insert_room.lua")),
             join_room: lua(include_str!("lua/join_room.lua")),
-            list: lua(include_str!("lua/list.lua")),
-            room: lua(include_str!("lua/room.lua")),
-            livekit_room: lua(include_str!("lua/livekit_room.lua")),
+            delete_room: lua(include_str!("lua/delete_room.lua")),
+            page: lua(include_str!("lua/page.lua")),
         };
-        let slot = fred::util::redis_keyslot(prefix.as_bytes());
+        let slot = fred::util::redis_keyslot(keys.users().as_bytes());
         Self {
             client,
             options,
-            prefix,
+            keys,
             slot,
             wait,
             wait_paused_until_ms: AtomicU64::new(0),
@@ -128,19 +143,28 @@ impl RedisStore {
         };
         metrics::redis_command(op, started.elapsed(), result.is_ok());
         result.map_err(|e| match access {
-            Access::Write if sent_connected => Unavailable::Unconfirmed(format!("{op}: {e}")),
-            _ => Unavailable::Unreachable(format!("{op}: {e}")),
+            Access::Write if sent_connected => StoreError::Unconfirmed(format!("{op}: {e}")),
+            _ => StoreError::Unreachable(format!("{op}: {e}")),
         })
     }
 
-    /// Runs a script by hash, with the prefix as its one declared key, on the node that owns
-    /// the prefix's slot; loads it there when that node does not know it yet (first use, a
-    /// restart, a failover). (fred's own `evalsha` helpers bypass per-command options,
-    /// hence `custom`.)
-    async fn eval(&self, op: &'static str, access: Access, lua: &Lua, args: Vec<String>) -> StoreResult<Value> {
+    /// Runs a script by hash with the event log's keys and then `keys`, on the node that
+    /// owns the deployment's slot; loads it there when that node does not know it yet (first
+    /// use, a restart, a failover). (fred's own `evalsha` helpers bypass per-command
+    /// options, hence `custom`.)
+    async fn eval(
+        &self,
+        op: &'static str,
+        access: Access,
+        lua: &Lua,
+        keys: impl IntoIterator<Item = String>,
+        args: Vec<String>,
+    ) -> StoreResult<Reply> {
         let client = self.client.with_options(&self.options);
-        let mut full = Vec::with_capacity(args.len() + 3);
-        full.extend([lua.script.sha1().to_string(), "1".to_owned(), self.prefix.clone()]);
+        let keys: Vec<String> = self.keys.log().into_iter().chain(keys).collect();
+        let mut full = Vec::with_capacity(keys.len() + args.len() + 2);
+        full.extend([lua.script.sha1().to_string(), keys.len().to_string()]);
+        full.extend(keys);
         full.extend(args);
         let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::Custom(self.slot), false);
         let reply = self
@@ -159,7 +183,7 @@ impl RedisStore {
         if let (Access::Write, Some(wait)) = (access, self.wait) {
             self.wait_for_replicas(wait).await;
         }
-        Ok(reply)
+        Ok(Reply { op, nil: reply.is_null(), items: reply.into_array().into_iter() })
     }
 
     /// Waits for replicas to acknowledge the writes sent so far on the connection to the
@@ -184,43 +208,102 @@ impl RedisStore {
         }
     }
 
+    /// `GET` of one document.
     async fn get_doc<T: DeserializeOwned>(&self, op: &'static str, key: String) -> StoreResult<Option<T>> {
         let client = self.client.with_options(&self.options);
-        let raw: Option<String> = self.timed(op, Access::Read, client.get(key)).await?;
-        raw.map(|s| parse(&s)).transpose()
+        let raw: Option<String> = self.timed(op, Access::Read, client.get(&key)).await?;
+        raw.map(|s| decode(&key, &s)).transpose()
+    }
+
+    /// One page of a list; `read` decodes one item of the script's reply (after its id).
+    async fn page<T: Listed>(
+        &self,
+        op: &'static str,
+        list: List,
+        page: PageRequest,
+        mut read: impl FnMut(&mut Reply, &str) -> StoreResult<T>,
+    ) -> StoreResult<Page<T>> {
+        // The index, and the name of its documents' template in the script.
+        let (index, kind) = match list {
+            List::Users => (self.keys.users(), "user"),
+            List::Rooms => (self.keys.rooms(), "room"),
+            List::Calls(filter) => (self.keys.call_index(filter.user, filter.status), "call"),
+        };
+        let order = match list.order() {
+            Order::OldestFirst => "asc",
+            Order::NewestFirst => "desc",
+        };
+        let (at, after) = page.after.map(|p| (p.at.to_string(), p.id.to_string())).unzip();
+        let args = vec![
+            kind.to_owned(),
+            order.to_owned(),
+            (page.limit + 1).to_string(),
+            at.unwrap_or_default(),
+            after.unwrap_or_default(),
+        ];
+        let reply = self.eval(op, Access::Read, &self.scripts.page, [index], args).await?;
+        let mut items = Vec::new();
+        for entry in reply.items {
+            let mut entry = Reply { op, nil: false, items: entry.into_array().into_iter() };
+            let id = entry.text()?;
+            items.push(read(&mut entry, &id)?);
+        }
+        Ok(Page::of(items, page.limit, Listed::position))
+    }
+
+    /// A room document and its participants, as scripts return them.
+    fn room_reply(&self, id: &str, reply: &mut Reply) -> StoreResult<Room> {
+        let doc = reply.text()?;
+        let mut room: Room = decode(&self.keys.room(id), &doc)?;
+        room.participants = reply
+            .next()
+            .into_array()
+            .into_iter()
+            .map(|v| v.as_str().as_deref().and_then(UserId::parse).ok_or_else(|| reply.unexpected("a participant")))
+            .collect::<StoreResult<_>>()?;
+        Ok(room)
     }
 }
 
-fn parse<T: DeserializeOwned>(doc: &str) -> StoreResult<T> {
-    serde_json::from_str(doc).map_err(|e| Unavailable::Unreachable(format!("corrupt document: {e}")))
+/// A script's reply, read in order: each read says what it expected.
+struct Reply {
+    op: &'static str,
+    /// The script returned nil.
+    nil: bool,
+    items: std::vec::IntoIter<Value>,
 }
 
-fn text(v: Value) -> StoreResult<String> {
-    v.into_string().ok_or_else(|| Unavailable::Unreachable("unexpected reply from Redis".into()))
+impl Reply {
+    fn next(&mut self) -> Value {
+        self.items.next().unwrap_or(Value::Null)
+    }
+
+    fn text(&mut self) -> StoreResult<String> {
+        self.next().into_string().ok_or_else(|| self.unexpected("a string"))
+    }
+
+    fn number(&mut self) -> StoreResult<i64> {
+        let value = self.next();
+        value.as_i64().or_else(|| value.as_f64().map(|f| f as i64)).ok_or_else(|| self.unexpected("a number"))
+    }
+
+    /// A reply this build's scripts never give: Redis is not running our script (or another
+    /// version of it). Reported as the store not answering, which it did not, usefully.
+    fn unexpected(&self, what: &str) -> StoreError {
+        StoreError::Unreachable(format!("{}: the script's reply lacks {what}", self.op))
+    }
 }
 
-/// Reads `{doc, participants}` as a script returns it.
-fn room_entry(doc: Value, participants: Value) -> StoreResult<Room> {
-    let mut room: Room = parse(&text(doc)?)?;
-    room.participants = participants
-        .into_array()
-        .into_iter()
-        .map(|v| {
-            text(v).and_then(|s| UserId::parse(&s).ok_or_else(|| Unavailable::Unreachable("bad participant".into())))
-        })
-        .collect::<StoreResult<_>>()?;
-    Ok(room)
+/// Decodes a stored document; one that does not decode is counted and logged with its key.
+fn decode<T: DeserializeOwned>(key: &str, doc: &str) -> StoreResult<T> {
+    serde_json::from_str(doc).map_err(|e| corrupt(key, e.to_string()))
 }
 
-/// Splits a script's array reply into a tag and the rest.
-fn tagged(v: Value) -> StoreResult<(String, std::vec::IntoIter<Value>)> {
-    let mut items = v.into_array().into_iter();
-    let tag = items.next().map(text).transpose()?.unwrap_or_default();
-    Ok((tag, items))
-}
-
-fn next(items: &mut std::vec::IntoIter<Value>) -> Value {
-    items.next().unwrap_or(Value::Null)
+/// Counts and logs a stored value this build cannot read.
+pub(super) fn corrupt(key: &str, reason: String) -> StoreError {
+    metrics::store_corrupt();
+    tracing::error!(key, reason, "a stored value cannot be decoded");
+    StoreError::Corrupt(Corrupt { key: key.to_owned(), reason })
 }
 
 fn millis_or_empty(at: Option<Timestamp>) -> String {
@@ -231,167 +314,241 @@ fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-/// The index `GET /calls` reads for a filter (see `insert_call.lua`).
-fn call_index(filter: CallFilter) -> String {
-    let base = match filter.user {
-        Some(user) => format!("user:{user}:calls"),
-        None => "calls".to_owned(),
-    };
-    match filter.status {
-        Some(status) => format!("{base}:{}", status.as_str()),
-        None => base,
-    }
-}
-
 #[async_trait]
 impl Store for RedisStore {
     async fn insert_user(&self, user: &User, event: &str) -> StoreResult<()> {
+        let keys = [self.keys.user(user.id), self.keys.users()];
         let args = vec![user.id.to_string(), json(user), user.created_at.millis().to_string(), event.to_owned()];
-        self.eval("insert_user", Access::Write, &self.scripts.insert_user, args).await.map(drop)
+        let mut reply = self.eval("insert_user", Access::Write, &self.scripts.insert_user, keys, args).await?;
+        match reply.text()?.as_str() {
+            "stored" => Ok(()),
+            _ => Err(reply.unexpected("'stored'")),
+        }
     }
 
     async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
-        self.get_doc("get_user", format!("{}user:{id}", self.prefix)).await
+        self.get_doc("get_user", self.keys.user(id)).await
     }
 
-    async fn users(&self, limit: usize) -> StoreResult<Vec<User>> {
-        let reply = self.list("list_users", "users", limit, "asc", "user").await?;
-        reply.into_iter().filter(|v| !v.is_null()).map(|v| parse(&text(v)?)).collect()
+    async fn users(&self, page: PageRequest) -> StoreResult<Page<User>> {
+        let read = |reply: &mut Reply, id: &str| decode(&self.keys.user(id), &reply.text()?);
+        self.page("list_users", List::Users, page, read).await
+    }
+
+    async fn delete_user(&self, id: UserId, event: &str) -> StoreResult<Erasure> {
+        let args = vec![id.to_string(), event.to_owned()];
+        let keys = self.keys.erased_user(id);
+        let mut reply = self.eval("delete_user", Access::Write, &self.scripts.delete_user, keys, args).await?;
+        match reply.text()?.as_str() {
+            "erased" => Ok(Erasure::Erased),
+            "no_user" => Ok(Erasure::NoUser),
+            "busy" => {
+                let ids: Vec<Option<CallId>> =
+                    reply.items.by_ref().map(|v| v.as_str().as_deref().and_then(CallId::parse)).collect();
+                let calls = ids.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| reply.unexpected("call ids"))?;
+                Ok(Erasure::Busy(calls))
+            }
+            _ => Err(reply.unexpected("'erased', 'no_user' or 'busy'")),
+        }
     }
 
     async fn insert_call(&self, call: &Call, deadline: Option<Timestamp>, event: &str) -> StoreResult<NewCall> {
+        let (from, to) = (call.from_user_id, call.to_user_id);
+        let [doc, room_name] = self.keys.call_documents(call.id, call.room_name);
+        let mut keys = vec![self.keys.user(from), self.keys.user(to), doc, room_name, self.keys.deadlines()];
+        keys.extend(self.keys.status_indexes(from, to, None));
+        keys.extend(self.keys.status_indexes(from, to, Some(call.status)));
         let args = vec![
             call.id.to_string(),
-            call.from_user_id.to_string(),
-            call.to_user_id.to_string(),
-            call.room_name.to_string(),
             json(call),
             call.start_time.millis().to_string(),
+            Scheduled::Call(call.id).to_string(),
             millis_or_empty(deadline),
             event.to_owned(),
         ];
-        let (tag, mut rest) = tagged(self.eval("insert_call", Access::Write, &self.scripts.insert_call, args).await?)?;
-        let value = text(next(&mut rest))?;
-        if tag == "ok" {
-            Ok(NewCall::Stored { caller: parse(&value)? })
-        } else {
-            let missing = UserId::parse(&value).ok_or_else(|| Unavailable::Unreachable("bad user id".into()))?;
-            Ok(NewCall::NoUser(missing))
+        let mut reply = self.eval("insert_call", Access::Write, &self.scripts.insert_call, keys, args).await?;
+        match reply.text()?.as_str() {
+            "stored" => Ok(NewCall::Stored { caller: decode(&self.keys.user(from), &reply.text()?)? }),
+            "no_user" => match reply.text()?.as_str() {
+                "caller" => Ok(NewCall::NoUser(from)),
+                "callee" => Ok(NewCall::NoUser(to)),
+                _ => Err(reply.unexpected("'caller' or 'callee'")),
+            },
+            _ => Err(reply.unexpected("'stored' or 'no_user'")),
         }
     }
 
     async fn call(&self, id: CallId) -> StoreResult<Option<Call>> {
-        self.get_doc("get_call", format!("{}call:{id}", self.prefix)).await
+        self.get_doc("get_call", self.keys.call(id)).await
     }
 
-    async fn calls(&self, filter: CallFilter, limit: usize) -> StoreResult<Vec<Call>> {
-        let reply = self.list("list_calls", &call_index(filter), limit, "desc", "call").await?;
-        reply.into_iter().filter(|v| !v.is_null()).map(|v| parse(&text(v)?)).collect()
+    async fn calls(&self, filter: CallFilter, page: PageRequest) -> StoreResult<Page<Call>> {
+        let read = |reply: &mut Reply, id: &str| decode(&self.keys.call(id), &reply.text()?);
+        self.page("list_calls", List::Calls(filter), page, read).await
     }
 
     async fn update_call(&self, change: CallChange<'_>) -> StoreResult<CallUpdate> {
         let call = change.call;
+        let (from, to) = (call.from_user_id, call.to_user_id);
+        let once = change.once.unwrap_or_default();
+        let mut keys = vec![self.keys.call(call.id), self.keys.deadlines(), self.keys.delivery(once)];
+        keys.extend(self.keys.status_indexes(from, to, Some(change.from)));
+        keys.extend(self.keys.status_indexes(from, to, Some(call.status)));
         let mut args = vec![
             call.id.to_string(),
-            call.from_user_id.to_string(),
-            call.to_user_id.to_string(),
             change.from.as_str().to_owned(),
-            call.status.as_str().to_owned(),
             json(call),
+            call.start_time.millis().to_string(),
+            Scheduled::Call(call.id).to_string(),
             millis_or_empty(change.deadline),
             millis_or_empty(change.claim),
-            change.once.unwrap_or_default().to_owned(),
-            DELIVERY_ID_TTL.as_secs().to_string(),
+            change.once.map(|_| DELIVERY_ID_TTL.as_secs().to_string()).unwrap_or_default(),
         ];
         args.extend(change.events.iter().cloned());
-        let (tag, mut rest) = tagged(self.eval("update_call", Access::Write, &self.scripts.update_call, args).await?)?;
-        Ok(match tag.as_str() {
-            "applied" => CallUpdate::Applied,
-            "unclaimed" => CallUpdate::Unclaimed,
-            "duplicate" => CallUpdate::Duplicate,
-            _ => match next(&mut rest) {
-                Value::Null => CallUpdate::Stale(None),
-                doc => CallUpdate::Stale(Some(parse(&text(doc)?)?)),
-            },
-        })
+        let mut reply = self.eval("update_call", Access::Write, &self.scripts.update_call, keys, args).await?;
+        match reply.text()?.as_str() {
+            "applied" => Ok(CallUpdate::Applied),
+            "unclaimed" => Ok(CallUpdate::Unclaimed),
+            "duplicate" => Ok(CallUpdate::Duplicate),
+            "gone" => Ok(CallUpdate::Stale(None)),
+            "stale" => Ok(CallUpdate::Stale(Some(decode(&self.keys.call(call.id), &reply.text()?)?))),
+            _ => Err(reply.unexpected("an update's outcome")),
+        }
+    }
+
+    async fn delete_call(&self, call: &Call, claim: Timestamp) -> StoreResult<bool> {
+        let mut keys = vec![self.keys.deadlines()];
+        keys.extend(self.keys.call_documents(call.id, call.room_name));
+        keys.extend(self.keys.call_indexes(call.from_user_id, call.to_user_id));
+        let args = vec![call.id.to_string(), Scheduled::Call(call.id).to_string(), claim.millis().to_string()];
+        let mut reply = self.eval("delete_call", Access::Write, &self.scripts.delete_call, keys, args).await?;
+        deleted(&mut reply)
     }
 
     async fn delivered(&self, id: &str) -> StoreResult<bool> {
         let client = self.client.with_options(&self.options);
-        let key = format!("{}delivery:{id}", self.prefix);
-        self.timed("delivered", Access::Read, client.exists::<i64, _>(key)).await.map(|n| n > 0)
+        self.timed("delivered", Access::Read, client.exists::<i64, _>(self.keys.delivery(id))).await.map(|n| n > 0)
     }
 
-    async fn due_calls(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<(CallId, Timestamp)>> {
-        let args = vec![now.millis().to_string(), limit.to_string()];
-        let reply = self.eval("due_calls", Access::Read, &self.scripts.due_calls, args).await?.into_array();
-        let bad = || Unavailable::Unreachable("bad deadline entry".into());
-        reply
-            .chunks(2)
-            .map(|pair| {
-                let id = pair.first().and_then(Value::as_str).and_then(|s| CallId::parse(&s)).ok_or_else(bad)?;
-                let at = pair.get(1).and_then(Value::as_f64).ok_or_else(bad)?;
-                Ok((id, Timestamp::from_millis(at as i64)))
-            })
-            .collect()
+    async fn claim_due(&self, limit: usize, lease: Duration) -> StoreResult<Vec<Due>> {
+        let args = vec![limit.to_string(), lease.as_millis().to_string()];
+        let keys = [self.keys.deadlines()];
+        let mut reply = self.eval("claim_due", Access::Write, &self.scripts.claim_due, keys, args).await?;
+        let claim = Timestamp::from_millis(reply.number()?);
+        let mut due = Vec::new();
+        while reply.items.len() > 0 {
+            let entry = reply.text()?;
+            let at =
+                Timestamp::from_millis(reply.text()?.parse::<f64>().map_err(|_| reply.unexpected("a score"))? as i64);
+            let what = Scheduled::parse(&entry).ok_or(entry);
+            due.push(Due { what, at, claim });
+        }
+        Ok(due)
     }
 
-    async fn insert_room(&self, room: &Room, event: &str) -> StoreResult<()> {
+    async fn unschedule(&self, entry: &str, claim: Timestamp, park: bool) -> StoreResult<()> {
+        let keys = [self.keys.deadlines(), self.keys.parked()];
+        let args = vec![entry.to_owned(), claim.millis().to_string(), if park { "1" } else { "0" }.to_owned()];
+        let mut reply = self.eval("unschedule", Access::Write, &self.scripts.unschedule, keys, args).await?;
+        match reply.text()?.as_str() {
+            "done" | "unclaimed" => Ok(()),
+            _ => Err(reply.unexpected("'done' or 'unclaimed'")),
+        }
+    }
+
+    async fn insert_room(&self, room: &Room, expiry: Option<Timestamp>, event: &str) -> StoreResult<()> {
+        let keys =
+            [self.keys.room(room.id), self.keys.rooms(), self.keys.room_name(room.room_name), self.keys.deadlines()];
         let args = vec![
             room.id.to_string(),
-            room.room_name.to_string(),
             json(room),
             room.created_at.millis().to_string(),
+            Scheduled::Room(room.id).to_string(),
+            millis_or_empty(expiry),
             event.to_owned(),
         ];
-        self.eval("insert_room", Access::Write, &self.scripts.insert_room, args).await.map(drop)
+        let mut reply = self.eval("insert_room", Access::Write, &self.scripts.insert_room, keys, args).await?;
+        match reply.text()?.as_str() {
+            "stored" => Ok(()),
+            _ => Err(reply.unexpected("'stored'")),
+        }
     }
 
     async fn room(&self, id: RoomId) -> StoreResult<Option<Room>> {
-        let reply = self.eval("get_room", Access::Read, &self.scripts.room, vec![id.to_string()]).await?;
-        if reply.is_null() {
-            return Ok(None);
-        }
-        let mut items = reply.into_array().into_iter();
-        room_entry(next(&mut items), next(&mut items)).map(Some)
-    }
-
-    async fn rooms(&self, limit: usize) -> StoreResult<Vec<Room>> {
-        let reply = self.list("list_rooms", "rooms", limit, "asc", "room").await?;
-        reply
-            .into_iter()
-            .filter(|v| !v.is_null())
-            .map(|v| {
-                let mut items = v.into_array().into_iter();
-                room_entry(next(&mut items), next(&mut items))
+        let client = self.client.with_options(&self.options);
+        let (doc, participants): (Option<String>, Vec<String>) = self
+            .timed("get_room", Access::Read, async {
+                let pipeline = client.pipeline();
+                let _: () = pipeline.get(self.keys.room(id)).await?;
+                let _: () = pipeline.lrange(self.keys.room_participants(id), 0, -1).await?;
+                pipeline.all().await
             })
-            .collect()
+            .await?;
+        let Some(doc) = doc else { return Ok(None) };
+        let key = self.keys.room(id);
+        let mut room: Room = decode(&key, &doc)?;
+        room.participants = participants
+            .iter()
+            .map(|p| UserId::parse(p).ok_or_else(|| corrupt(&self.keys.room_participants(id), format!("{p:?}"))))
+            .collect::<StoreResult<_>>()?;
+        Ok(Some(room))
     }
 
-    async fn join_room(&self, room: RoomId, user: UserId, event: &str) -> StoreResult<Join> {
-        let args = vec![room.to_string(), user.to_string(), event.to_owned()];
-        let (tag, mut rest) = tagged(self.eval("join_room", Access::Write, &self.scripts.join_room, args).await?)?;
-        match tag.as_str() {
-            "ok" => {
-                let user = parse(&text(next(&mut rest))?)?;
-                let room = room_entry(next(&mut rest), next(&mut rest))?;
+    async fn rooms(&self, page: PageRequest) -> StoreResult<Page<Room>> {
+        let read = |reply: &mut Reply, id: &str| self.room_reply(id, reply);
+        self.page("list_rooms", List::Rooms, page, read).await
+    }
+
+    async fn join_room(&self, room: RoomId, user: UserId, expiry: Option<Timestamp>, event: &str) -> StoreResult<Join> {
+        let keys = [
+            self.keys.room(room),
+            self.keys.room_members(room),
+            self.keys.room_participants(room),
+            self.keys.user(user),
+            self.keys.user_rooms(user),
+            self.keys.deadlines(),
+        ];
+        let args = vec![
+            room.to_string(),
+            user.to_string(),
+            Scheduled::Room(room).to_string(),
+            millis_or_empty(expiry),
+            event.to_owned(),
+        ];
+        let mut reply = self.eval("join_room", Access::Write, &self.scripts.join_room, keys, args).await?;
+        match reply.text()?.as_str() {
+            "joined" => {
+                let user = decode(&self.keys.user(user), &reply.text()?)?;
+                let room = self.room_reply(&room.to_string(), &mut reply)?;
                 Ok(Join::Joined { room, user })
             }
             "no_user" => Ok(Join::NoUser),
-            _ => Ok(Join::NoRoom),
+            "no_room" => Ok(Join::NoRoom),
+            _ => Err(reply.unexpected("a join's outcome")),
         }
     }
 
+    async fn delete_room(&self, room: &Room, claim: Timestamp) -> StoreResult<bool> {
+        let mut keys = vec![self.keys.deadlines()];
+        keys.extend(self.keys.room_documents(room.id, room.room_name));
+        keys.push(self.keys.rooms());
+        let args = vec![room.id.to_string(), Scheduled::Room(room.id).to_string(), claim.millis().to_string()];
+        let mut reply = self.eval("delete_room", Access::Write, &self.scripts.delete_room, keys, args).await?;
+        deleted(&mut reply)
+    }
+
+    /// Two steps, not one script: what the name points at may be deleted in between, which
+    /// reads as if it had been deleted first.
     async fn livekit_room(&self, name: RoomName) -> StoreResult<Option<LiveKitRoom>> {
-        let reply = self.eval("livekit_room", Access::Read, &self.scripts.livekit_room, vec![name.to_string()]).await?;
-        if reply.is_null() {
-            return Ok(None);
+        let key = self.keys.room_name(name);
+        let client = self.client.with_options(&self.options);
+        let owner: Option<String> = self.timed("livekit_room", Access::Read, client.get(&key)).await?;
+        let Some(owner) = owner else { return Ok(None) };
+        match Scheduled::parse(&owner) {
+            Some(Scheduled::Call(id)) => Ok(self.call(id).await?.map(LiveKitRoom::Call)),
+            Some(Scheduled::Room(id)) => Ok(self.room(id).await?.map(LiveKitRoom::Room)),
+            None => Err(corrupt(&key, format!("not an owner: {owner:?}"))),
         }
-        let (tag, mut rest) = tagged(reply)?;
-        Ok(Some(match tag.as_str() {
-            "call" => LiveKitRoom::Call(parse(&text(next(&mut rest))?)?),
-            _ => LiveKitRoom::Room(room_entry(next(&mut rest), next(&mut rest))?),
-        }))
     }
 
     async fn history(
@@ -401,20 +558,24 @@ impl Store for RedisStore {
         max_age: std::time::Duration,
         limit: usize,
     ) -> StoreResult<Option<Vec<(String, String)>>> {
-        let args = vec![user.to_string(), after.to_owned(), max_age.as_secs().to_string(), limit.to_string()];
-        let reply = self.eval("history", Access::Read, &self.scripts.history, args).await?;
-        if reply.is_null() {
+        let args = vec![after.to_owned(), max_age.as_secs().to_string(), limit.to_string()];
+        let keys = [self.keys.history(user)];
+        let mut reply = self.eval("history", Access::Read, &self.scripts.history, keys, args).await?;
+        if reply.nil {
             return Ok(None);
         }
-        let items = reply.into_array().into_iter().map(text).collect::<StoreResult<Vec<_>>>()?;
-        Ok(Some(items.chunks(2).map(|pair| (pair[0].clone(), pair.get(1).cloned().unwrap_or_default())).collect()))
+        let mut events = Vec::new();
+        while reply.items.len() > 0 {
+            events.push((reply.text()?, reply.text()?));
+        }
+        Ok(Some(events))
     }
 
     /// Pings the node that owns the deployment's slot (in a Cluster, another node answering
     /// says nothing about whether writes can succeed).
     async fn ping(&self) -> StoreResult<()> {
         if self.client.state() != ClientState::Connected {
-            return Err(Unavailable::Unreachable("not connected".into()));
+            return Err(StoreError::Unreachable("not connected".into()));
         }
         let client = self.client.with_options(&self.options);
         let ping = CustomCommand::new_static("PING", ClusterHash::Custom(self.slot), false);
@@ -422,16 +583,11 @@ impl Store for RedisStore {
     }
 }
 
-impl RedisStore {
-    async fn list(
-        &self,
-        op: &'static str,
-        index: &str,
-        limit: usize,
-        order: &str,
-        kind: &str,
-    ) -> StoreResult<Vec<Value>> {
-        let args = vec![index.to_owned(), limit.to_string(), order.to_owned(), kind.to_owned()];
-        Ok(self.eval(op, Access::Read, &self.scripts.list, args).await?.into_array())
+/// The outcome of a claimed deletion.
+fn deleted(reply: &mut Reply) -> StoreResult<bool> {
+    match reply.text()?.as_str() {
+        "deleted" => Ok(true),
+        "unclaimed" => Ok(false),
+        _ => Err(reply.unexpected("'deleted' or 'unclaimed'")),
     }
 }

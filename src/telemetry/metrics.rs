@@ -37,6 +37,9 @@ const ROOMS_CREATED: &str = "switchboard_rooms_created_total";
 const ROOM_JOINS: &str = "switchboard_room_joins_total";
 const USERS_REGISTERED: &str = "switchboard_users_registered_total";
 const TOKENS_ISSUED: &str = "switchboard_livekit_tokens_issued_total";
+const USERS_ERASED: &str = "switchboard_users_erased_total";
+const RETENTION_DELETED: &str = "switchboard_retention_deleted_total";
+const STORE_CORRUPT: &str = "switchboard_store_corrupt_total";
 const BUILD_INFO: &str = "switchboard_build_info";
 
 /// Request latencies: from half a millisecond to ten seconds.
@@ -122,6 +125,12 @@ fn describe() {
     describe_counter!(ROOM_JOINS, "Successful room joins (repeat joins included)");
     describe_counter!(USERS_REGISTERED, "Users registered");
     describe_counter!(TOKENS_ISSUED, "LiveKit access tokens issued");
+    describe_counter!(USERS_ERASED, "Users erased (DELETE /users/:id)");
+    describe_counter!(RETENTION_DELETED, "Ended calls and inactive rooms deleted by retention, by kind (call, room)");
+    describe_counter!(
+        STORE_CORRUPT,
+        "Stored values that could not be decoded (documents, deadline entries), and deadlines without a document"
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the labels carry the version and commit");
 }
 
@@ -170,6 +179,9 @@ fn zero() -> Hot {
     for outcome in ["closed", "lost"] {
         counter!(RELAY_GAPS, "outcome" => outcome).absolute(0);
     }
+    for kind in ["call", "room"] {
+        counter!(RETENTION_DELETED, "kind" => kind).absolute(0);
+    }
     for name in [
         CONNECTIONS_REFUSED,
         EVENTS_DROPPED,
@@ -179,6 +191,8 @@ fn zero() -> Hot {
         ROOM_JOINS,
         USERS_REGISTERED,
         TOKENS_ISSUED,
+        USERS_ERASED,
+        STORE_CORRUPT,
     ] {
         counter!(name).absolute(0);
     }
@@ -333,4 +347,18 @@ pub fn user_registered() {
 
 pub fn token_issued() {
     counter!(TOKENS_ISSUED).increment(1);
+}
+
+pub fn user_erased() {
+    counter!(USERS_ERASED).increment(1);
+}
+
+/// Retention deleted a call or a room (`kind`).
+pub fn retention_deleted(kind: &'static str) {
+    counter!(RETENTION_DELETED, "kind" => kind).increment(1);
+}
+
+/// A stored value could not be decoded, or a deadline had no document.
+pub fn store_corrupt() {
+    counter!(STORE_CORRUPT).increment(1);
 }

@@ -1,0 +1,17 @@
+-- KEYS: log, log:last, deadlines. ARGV: limit, lease (ms).
+-- Claims the deadlines due by the store's clock (not a replica's), earliest first: each is
+-- moved to now + lease, so that no other replica takes it until then; the replica's change
+-- then applies only while the deadline is still its claim. A replica that dies holding a
+-- claim delays that deadline by the lease, no more.
+-- Returns {claim, entry, due, entry, due, ...}.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local claim = now + tonumber(ARGV[2])
+local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'WITHSCORES', 'LIMIT', 0, ARGV[1])
+local out = {claim}
+for i = 1, #due, 2 do
+  redis.call('ZADD', KEYS[3], claim, due[i])
+  out[#out + 1] = due[i]
+  out[#out + 1] = due[i + 1]
+end
+return out
