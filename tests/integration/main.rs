@@ -6,6 +6,7 @@ mod support;
 mod abuse;
 mod atomic_events;
 mod binary;
+mod bounded;
 mod cluster;
 mod contract;
 mod failover;
