@@ -257,6 +257,15 @@ impl Walk {
         Some(items)
     }
 
+    /// The ids of the next pages until at least `n` items were read.
+    async fn at_least(&mut self, f: &Fixture, n: usize) -> Vec<String> {
+        let mut seen = Vec::new();
+        while seen.len() < n {
+            seen.extend(ids(&self.page(f, self.pages).await.expect("more pages")));
+        }
+        seen
+    }
+
     /// Every remaining page, each from the next replica in turn.
     async fn rest(&mut self, f: &Fixture) -> Vec<Vec<Value>> {
         let mut pages = Vec::new();
@@ -414,34 +423,32 @@ async fn a_walk_racing_changes_sees_what_stayed_once_in_order(f: Fixture) {
     let mut room_walk = Walk::new("/rooms?limit=2");
     let mut call_walk = Walk::new("/calls?limit=3");
     let mut ringing_walk = Walk::new(&format!("/calls?userId={a}&status=initiated&limit=2"));
-    let mut seen_users = Vec::new();
-    for n in 0..2 {
-        seen_users.extend(ids(&user_walk.page(&f, n).await.expect("a page")));
-    }
-    assert_eq!(seen_users, users[..4]);
-    let seen_rooms = ids(&room_walk.page(&f, 1).await.expect("a page"));
-    assert_eq!(seen_rooms, ids(&rooms[..2]));
-    let seen_calls = ids(&call_walk.page(&f, 0).await.expect("a page"));
     let newest: Vec<String> = calls.iter().rev().map(|c| id(c).to_owned()).collect();
-    assert_eq!(seen_calls, newest[..3]);
-    let seen_ringing = ids(&ringing_walk.page(&f, 1).await.expect("a page"));
-    assert_eq!(seen_ringing, newest[..2]);
+    let seen_users = user_walk.at_least(&f, 4).await;
+    assert_eq!(seen_users, users[..seen_users.len()]);
+    let seen_rooms = room_walk.at_least(&f, 2).await;
+    assert_eq!(seen_rooms, ids(&rooms[..seen_rooms.len()]));
+    let seen_calls = call_walk.at_least(&f, 3).await;
+    assert_eq!(seen_calls, newest[..seen_calls.len()]);
+    let seen_ringing = ringing_walk.at_least(&f, 2).await;
+    assert_eq!(seen_ringing, newest[..seen_ringing.len()]);
 
     // Meanwhile: users already passed are erased and new ones come; a room not yet visited
-    // is joined and a new one made; the three newest calls (passed) end and are deleted by
-    // retention, one more ends ahead of the cursor, and a new call starts.
+    // is joined and a new one made; the calls passed end and are deleted by retention, one
+    // more ends ahead of the cursor, and a new call starts.
     f.erase(0, &users[1]).await;
     f.erase(1, &users[3]).await;
     let new_users = vec![f.user(0, "late-0").await, f.user(1, "late-1").await];
     f.join(0, &rooms[4], &a).await;
     let new_room = id(&f.room(1, "late-room").await).to_owned();
-    for (n, call) in calls[7..].iter().enumerate() {
-        f.act(n, call, "end", &a).await;
+    for (n, call) in seen_calls.iter().enumerate() {
+        f.act(n, &json!({ "id": call }), "end", &a).await;
     }
+    let ahead = id(&calls[2]).to_owned();
     f.act(0, &calls[2], "end", &b).await;
     let new_call = id(&f.call(1, &b, &a).await).to_owned();
-    for call in &calls[7..] {
-        let path = format!("/calls/{}", id(call));
+    for call in &seen_calls {
+        let path = format!("/calls/{call}");
         eventually_within(RETENTION_BOUND, "an ended call deleted by retention", || async {
             f.api(0).get(&path).await.0 == StatusCode::NOT_FOUND
         })
@@ -450,15 +457,17 @@ async fn a_walk_racing_changes_sees_what_stayed_once_in_order(f: Fixture) {
 
     let rest = |pages: Vec<Vec<Value>>| -> Vec<String> { pages.iter().flat_map(|p| ids(p)).collect() };
     let users_rest = rest(user_walk.rest(&f).await);
-    check_walk("users", &seen_users, &users_rest, &users[4..], &new_users);
+    check_walk("users", &seen_users, &users_rest, &users[seen_users.len()..], &new_users);
     let rooms_rest = rest(room_walk.rest(&f).await);
-    check_walk("rooms", &seen_rooms, &rooms_rest, &ids(&rooms[2..]), &[new_room]);
+    check_walk("rooms", &seen_rooms, &rooms_rest, &ids(&rooms[seen_rooms.len()..]), &[new_room]);
+    let may = [new_call, ahead.clone()];
+    let stayed = |seen: &[String]| -> Vec<String> {
+        newest.iter().filter(|c| !seen.contains(c) && !seen_calls.contains(c) && **c != ahead).cloned().collect()
+    };
     let calls_rest = rest(call_walk.rest(&f).await);
-    let stayed: Vec<String> = newest[3..].iter().filter(|c| *c != id(&calls[2])).cloned().collect();
-    let may = [new_call.clone(), id(&calls[2]).to_owned()];
-    check_walk("calls", &seen_calls, &calls_rest, &stayed, &may);
+    check_walk("calls", &seen_calls, &calls_rest, &stayed(&seen_calls), &may);
     let ringing_rest = rest(ringing_walk.rest(&f).await);
-    check_walk("ringing calls", &seen_ringing, &ringing_rest, &stayed, &may);
+    check_walk("ringing calls", &seen_ringing, &ringing_rest, &stayed(&seen_ringing), &may);
 }
 
 /// What a racing walk visited after its first pages (`rest`): every item of `stayed` once
@@ -586,7 +595,9 @@ async fn only_the_user_may_erase_and_then_is_shut_out(mut f: Fixture) {
     let deadline = erased_at + Duration::from_secs(1);
     for (n, socket) in sockets.iter_mut().enumerate() {
         loop {
-            let line = socket.next_line_within(deadline.saturating_duration_since(Instant::now())).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = tokio::time::timeout(left, socket.next_line_within(WAIT)).await;
+            let line = line.unwrap_or_else(|_| panic!("replica {n}: the erased user's socket still open after 1 s"));
             if line["type"] == "disconnect" {
                 break;
             }
@@ -922,7 +933,8 @@ async fn no_key_is_left_behind() {
     let finished = f.call(1, &lee, &kim).await;
     f.act(0, &finished, "accept", &kim).await;
     let hook = webhook_body("room_finished", "EV_bounded_finished", &finished["roomName"], None);
-    let (status, _) = post_webhook(f.api(1), &hook, Some(sign_webhook(&hook, crate::support::API_SECRET))).await;
+    let webhooks = Api::new(f.base(1));
+    let (status, _) = post_webhook(&webhooks, &hook, Some(sign_webhook(&hook, crate::support::API_SECRET))).await;
     assert_eq!(status, StatusCode::OK);
     calls.extend([cancelled, completed, declined, missed, expired, to_erased, from_erased, finished]);
 
@@ -1003,6 +1015,7 @@ async fn a_corrupt_document_is_an_internal_error_not_an_outage() {
             assert_eq!(content_type.as_ref().and_then(|v| v.to_str().ok()), Some("application/problem+json"));
             assert_eq!(retry, None, "{path}: a corrupt document is not worth retrying");
         }
+        // The counter is process-wide: tests alongside may add to it, never take from it.
         let after = counter(api, CORRUPT).await;
         assert!(after >= before + 3.0, "replica {n}: {CORRUPT} from {before} to {after}");
         assert_eq!(api.get("/readyz").await.0, StatusCode::OK, "replica {n} stays ready");
@@ -1076,15 +1089,16 @@ async fn corrupt_and_orphaned_deadlines_delay_no_other_call() {
         })
         .await;
     }
-    // Once parked (or dropped), the corrupt entry is not read again: another call's whole
-    // ring time passes without another decoding error.
-    let before = counter(f.api(0), CORRUPT).await + counter(f.api(1), CORRUPT).await;
+    // Once parked (or dropped), the bad entries stay out: another call's whole ring time
+    // passes without them coming back. (The corrupt counter is process-wide, shared with
+    // tests running alongside, so it cannot tell here.)
     let more = vec![id(&f.call(1, &ben, &ana).await).to_owned()];
     for client in &mut f.clients {
         assert_eq!(until_ended(client, &more).await[&more[0]], vec!["call.started", "call.missed", "call.ended"]);
     }
-    let after = counter(f.api(0), CORRUPT).await + counter(f.api(1), CORRUPT).await;
-    assert_eq!(after, before, "the corrupt deadline was read again");
+    for member in [&bad_member, &orphans[0], &orphans[1]] {
+        assert_eq!(cli(port, &["ZSCORE", &key("deadlines"), member]), "", "{member} is back in the deadlines");
+    }
     assert_eq!(f.api(0).get("/readyz").await.0, StatusCode::OK);
 }
 
