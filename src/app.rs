@@ -12,7 +12,7 @@ use crate::service::{Identity, Service};
 use crate::store::{Keys, MemoryStore, RedisStore, Store, WaitReplicas};
 use crate::telemetry::metrics;
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, header};
 use fred::clients::SubscriberClient;
 use fred::prelude::{Builder, Client, ClientLike, ReconnectPolicy};
 use fred::types::config::{Options, TlsConnector};
@@ -265,7 +265,7 @@ const REQUEST_ID: &str = "x-request-id";
 /// (`withCredentials`); methods and headers are then mirrored, as wildcards are not allowed
 /// with credentials.
 fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
-    let layer = CorsLayer::new().expose_headers([HeaderName::from_static(REQUEST_ID)]);
+    let layer = CorsLayer::new().expose_headers([HeaderName::from_static(REQUEST_ID), header::LINK]);
     if origins.iter().any(|o| o.trim() == "*") {
         // Headers mirrored rather than `*`: a wildcard does not cover `Authorization`.
         return Ok(layer.allow_origin(Any).allow_methods(Any).allow_headers(AllowHeaders::mirror_request()));

@@ -188,6 +188,7 @@ fn lua_string(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Scheduled;
 
     #[test]
     fn templates_are_lua_literals_with_a_hole_for_the_id() {

@@ -7,6 +7,7 @@ local index, kind, desc, count = KEYS[3], ARGV[1], ARGV[2] == 'desc', tonumber(A
 
 -- Whether id `a` comes after `b` in the walk (byte order: Lua's < follows the locale).
 local function past(a, b)
+  if a == b then return false end
   for i = 1, math.min(#a, #b) do
     local x, y = a:byte(i), b:byte(i)
     if x ~= y then return (x > y) ~= desc end
