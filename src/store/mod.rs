@@ -18,7 +18,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// Every operation name Redis metrics are labelled with (a bounded set).
-pub const REDIS_OPS: [&str; 25] = [
+pub const REDIS_OPS: [&str; 23] = [
     "insert_user",
     "get_user",
     "list_users",
@@ -29,7 +29,7 @@ pub const REDIS_OPS: [&str; 25] = [
     "update_call",
     "delete_call",
     "claim_due",
-    "park",
+    "unschedule",
     "delivered",
     "history",
     "insert_room",
@@ -42,8 +42,6 @@ pub const REDIS_OPS: [&str; 25] = [
     "wait",
     "probe",
     "log_read",
-    "forget",
-    "room_owner",
 ];
 
 /// Why a store operation failed.

@@ -196,6 +196,52 @@ async fn lists_are_ordered_and_limited(f: Fixture) {
     let (_, rooms) = f.api.get("/rooms?limit=1000").await;
     assert_eq!(rooms[0]["name"], "r1");
     assert_eq!(rooms[1]["name"], "r2");
+    // Pages (section 11): two at a time, following each page's Link, the same users in the
+    // same order; the last page has no Link.
+    let (mut walked, mut next) = (Vec::new(), Some("/users?limit=2".to_owned()));
+    while let Some(path) = next.take() {
+        let response = f.api.raw(Method::GET, &path).send().await.expect("sent");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        next = response.headers().get("link").map(|v| {
+            let v = v.to_str().expect("ascii");
+            let url = v.strip_prefix('<').and_then(|v| v.split_once(">; rel=\"next\"")).map(|(url, _)| url.to_owned());
+            url.expect("a next link")
+        });
+        let page: Value = response.json().await.expect("json");
+        assert!(page.as_array().is_some_and(|p| !p.is_empty() && p.len() <= 2), "{page}");
+        walked.extend(page.as_array().into_iter().flatten().map(|u| u["id"].as_str().unwrap_or("").to_owned()));
+    }
+    assert_eq!(walked, ids, "the pages hold every user once, oldest first");
+    let (status, body) = f.api.get("/users?cursor=not-a-cursor").await;
+    assert_problem(status, &body, 422, "validation_failed");
+    assert_eq!(error_fields(&body), vec!["cursor"]);
+}
+
+async fn erasing_a_user_removes_it_everywhere_and_is_announced(mut f: Fixture) {
+    let (ana, ben) = (f.api.user("Ana").await, f.api.user("Ben").await);
+    let (_, room) = f.api.post("/rooms", json!({ "name": "Stand-up" })).await;
+    let room_id = room["id"].as_str().unwrap_or_default().to_owned();
+    for user in [&ana, &ben] {
+        let (status, _) = f.api.post(&format!("/rooms/{room_id}/join"), json!({ "userId": user })).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, body) = f.api.send(Method::DELETE, &format!("/users/{ana}"), None).await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, json!("")));
+    let deleted = loop {
+        let (name, arg) = f.sio.next_event().await;
+        if name == "user.deleted" {
+            break arg;
+        }
+    };
+    assert_eq!(deleted, json!({ "data": { "id": ana } }));
+    let (status, body) = f.api.get(&format!("/users/{ana}")).await;
+    assert_problem(status, &body, 404, "user_not_found");
+    let (status, body) = f.api.send(Method::DELETE, &format!("/users/{ana}"), None).await;
+    assert_problem(status, &body, 404, "user_not_found");
+    let (_, users) = f.api.get("/users").await;
+    assert_eq!(users.as_array().map(|u| u.iter().map(|u| u["id"].clone()).collect::<Vec<_>>()), Some(vec![json!(ben)]));
+    let (_, room) = f.api.get(&format!("/rooms/{room_id}")).await;
+    assert_eq!(room["participants"], json!([ben]));
 }
 
 async fn unknown_and_malformed_ids_are_404(f: Fixture) {
@@ -455,6 +501,10 @@ async fn operations_endpoints_and_cors_answer(f: Fixture) {
     let preflight = f.api.preflight("/calls", "https://app.example").await;
     assert!(preflight.status().is_success());
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    // A page's Link is readable by a script on another origin.
+    let listed = f.api.raw(Method::GET, "/users?limit=1").header("origin", "https://app.example").send().await;
+    let exposed = listed.expect("sent").headers().get("access-control-expose-headers").cloned();
+    assert!(exposed.is_some_and(|v| v.to_str().unwrap_or("").to_ascii_lowercase().contains("link")), "Link exposed");
     let polling = f
         .api
         .raw(Method::GET, "/socket.io/?EIO=4&transport=polling")
@@ -491,6 +541,7 @@ on_every_store!(
     invalid_names_are_refused_and_change_nothing,
     bodies_are_checked_before_anything_runs,
     lists_are_ordered_and_limited,
+    erasing_a_user_removes_it_everywhere_and_is_announced,
     unknown_and_malformed_ids_are_404,
     starting_a_call_returns_a_token_and_announces_the_call,
     invalid_calls_are_refused_and_change_nothing,
