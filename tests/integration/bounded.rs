@@ -1065,7 +1065,8 @@ async fn until_ended(client: &mut SioClient, calls: &[String]) -> HashMap<String
 /// The deadlines hold a call whose document is corrupt (due now) and deadlines of a call
 /// and a room that do not exist: the other calls are still missed on time, on either
 /// replica's clock, and the bad entries leave the deadlines instead of being read again on
-/// every tick. Breaks it: a timer that stops at the first entry it cannot decode, or
+/// every tick; a deadline written before v3 (a bare call id) still fires. Breaks it: a
+/// timer that stops at the first entry it cannot decode, or
 /// retries it for ever (it is the earliest, so every tick reads it first).
 #[tokio::test]
 async fn corrupt_and_orphaned_deadlines_delay_no_other_call() {
@@ -1087,6 +1088,12 @@ async fn corrupt_and_orphaned_deadlines_delay_no_other_call() {
     for n in 0..4 {
         ringing.push(id(&f.call(n, &ana, &ben).await).to_owned());
     }
+    // One deadline as a replica before v3 wrote it (the bare call id): still fired on time.
+    let v3_entry = format!("call:{}", ringing[0]);
+    let due = cli(port, &["ZSCORE", &key("deadlines"), &v3_entry]);
+    assert!(!due.is_empty(), "the ring timeout is stored as {v3_entry}");
+    cli(port, &["ZREM", &key("deadlines"), &v3_entry]);
+    cli(port, &["ZADD", &key("deadlines"), &due, &ringing[0]]);
     for client in &mut f.clients {
         let heard = until_ended(client, &ringing).await;
         for call in &ringing {
