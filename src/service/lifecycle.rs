@@ -112,12 +112,11 @@ impl Service {
         let mut fired = 0;
         for due in self.store.claim_due(DUE_BATCH, CLAIM_LEASE).await? {
             match self.fire(&due).await {
-                Ok(true) => fired += 1,
-                Ok(false) => {}
-                Err(Error::Store(StoreError::Corrupt(corrupt))) => {
-                    let entry = entry(&due);
-                    tracing::error!(entry, key = corrupt.key, "a deadline's document cannot be read: parked");
-                    self.store.unschedule(&entry, due.claim, true).await?;
+                Ok(changed) => fired += usize::from(changed),
+                // Logged and counted where it was found; kept aside for an operator.
+                Err(Error::Store(StoreError::Corrupt(_))) => {
+                    tracing::warn!(entry = due.entry, "a deadline that cannot be acted on is parked");
+                    self.store.unschedule(&due.entry, due.claim, true).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -125,59 +124,40 @@ impl Service {
         Ok(fired)
     }
 
-    /// Acts on one claimed deadline; whether it changed anything.
+    /// Acts on one claimed deadline; whether it changed anything. A deadline whose call or
+    /// room is gone is taken off the schedule (nothing deletes one without the other).
     async fn fire(&self, due: &Due) -> Result<bool> {
-        let what = match &due.what {
-            Ok(what) => *what,
-            Err(unreadable) => {
-                crate::telemetry::metrics::store_corrupt();
-                tracing::error!(entry = unreadable, "a deadline entry cannot be read: parked");
-                self.store.unschedule(unreadable, due.claim, true).await?;
+        let owner = match due.what()? {
+            Scheduled::Room(id) => self.store.room(id).await?.map(LiveKitRoom::Room),
+            Scheduled::Call(id) => self.store.call(id).await?.map(LiveKitRoom::Call),
+        };
+        let call = match owner {
+            None => {
+                crate::store::report_corrupt(&due.entry, "a deadline without its document");
+                self.store.unschedule(&due.entry, due.claim, false).await?;
                 return Ok(false);
             }
-        };
-        let gone = || async {
-            metrics::store_corrupt();
-            tracing::error!(entry = %what, "a deadline without its document: removed");
-            self.store.unschedule(&what.to_string(), due.claim, false).await
-        };
-        match what {
-            Scheduled::Room(id) => {
-                let Some(room) = self.store.room(id).await? else {
-                    gone().await?;
-                    return Ok(false);
-                };
+            Some(LiveKitRoom::Room(room)) => {
                 let deleted = self.store.delete_room(&room, due.claim).await?;
-                if deleted {
-                    metrics::retention_deleted("room");
-                }
-                Ok(deleted)
+                return Ok(deleted && retained("room"));
             }
-            Scheduled::Call(id) => {
-                let Some(call) = self.store.call(id).await? else {
-                    gone().await?;
-                    return Ok(false);
-                };
-                if call.status == CallStatus::Ended {
-                    let deleted = self.store.delete_call(&call, due.claim).await?;
-                    if deleted {
-                        metrics::retention_deleted("call");
-                    }
-                    return Ok(deleted);
-                }
-                let guard = Guard { claim: Some(due.claim), once: None };
-                match self.try_transition(call, Transition::Deadline, guard).await {
-                    // A skipped claim (the deadline moved meanwhile) is no change either.
-                    Ok(Ok(Transitioned { call, applied: true })) => {
-                        let late = Timestamp::now().millis().saturating_sub(due.at.millis()).max(0);
-                        let kind = call.end_reason.map_or("other", EndReason::as_str);
-                        metrics::timer_fired(kind, Duration::from_millis(late.unsigned_abs()));
-                        Ok(true)
-                    }
-                    Ok(_) | Err(Error::CallNotFound(_)) => Ok(false),
-                    Err(e) => Err(e),
-                }
+            Some(LiveKitRoom::Call(call)) if call.status == CallStatus::Ended => {
+                let deleted = self.store.delete_call(&call, due.claim).await?;
+                return Ok(deleted && retained("call"));
             }
+            Some(LiveKitRoom::Call(call)) => call,
+        };
+        let guard = Guard { claim: Some(due.claim), once: None };
+        match self.try_transition(call, Transition::Deadline, guard).await {
+            // A skipped claim (the deadline moved meanwhile) is no change either.
+            Ok(Ok(Transitioned { call, applied: true })) => {
+                let late = Timestamp::now().millis().saturating_sub(due.at.millis()).max(0);
+                let kind = call.end_reason.map_or("other", EndReason::as_str);
+                metrics::timer_fired(kind, Duration::from_millis(late.unsigned_abs()));
+                Ok(true)
+            }
+            Ok(_) | Err(Error::CallNotFound(_)) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -298,10 +278,8 @@ fn record(call: &Call, events: &[Event]) {
     }
 }
 
-/// A deadline's stored entry, as `unschedule` takes it.
-fn entry(due: &Due) -> String {
-    match &due.what {
-        Ok(what) => what.to_string(),
-        Err(unreadable) => unreadable.clone(),
-    }
+/// Counts a deletion by retention; true.
+fn retained(kind: &'static str) -> bool {
+    metrics::retention_deleted(kind);
+    true
 }

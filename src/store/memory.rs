@@ -281,7 +281,7 @@ impl Store for MemoryStore {
             .into_iter()
             .map(|(at, what)| {
                 s.set_deadline(what, Some(claim));
-                Due { what: Ok(what), at: Timestamp::from_millis(at), claim }
+                Due { entry: what.to_string(), at: Timestamp::from_millis(at), claim }
             })
             .collect())
     }

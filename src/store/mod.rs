@@ -103,11 +103,30 @@ impl fmt::Display for Scheduled {
 /// and a change guarded by `claim` applies only while the deadline is still this claim.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Due {
-    /// What is due; `Err` holds a stored entry this build cannot read.
-    pub what: Result<Scheduled, String>,
+    /// The stored entry (a [`Scheduled`], unless something else wrote it).
+    pub entry: String,
     /// When it was due.
     pub at: Timestamp,
     pub claim: Timestamp,
+}
+
+impl Due {
+    /// What is due; an entry this build cannot read is [`Corrupt`].
+    pub fn what(&self) -> StoreResult<Scheduled> {
+        Scheduled::parse(&self.entry).ok_or_else(|| corrupt(&self.entry, "not a deadline entry".into()))
+    }
+}
+
+/// Counts and logs a stored value this build cannot read, found at `key`.
+pub fn corrupt(key: &str, reason: String) -> StoreError {
+    report_corrupt(key, &reason);
+    StoreError::Corrupt(Corrupt { key: key.to_owned(), reason })
+}
+
+/// Counts and logs (once, where it is found) what the store holds inconsistently.
+pub fn report_corrupt(key: &str, reason: &str) {
+    crate::telemetry::metrics::store_corrupt();
+    tracing::error!(key, reason, "a stored value cannot be decoded");
 }
 
 /// How long a delivery id (a LiveKit webhook's) is remembered: LiveKit retries for

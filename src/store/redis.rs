@@ -4,8 +4,8 @@
 
 use super::keys::Keys;
 use super::{
-    CallChange, CallUpdate, Corrupt, DELIVERY_ID_TTL, Due, Erasure, Join, NewCall, Scheduled, Store, StoreError,
-    StoreResult,
+    CallChange, CallUpdate, DELIVERY_ID_TTL, Due, Erasure, Join, NewCall, Scheduled, Store, StoreError, StoreResult,
+    corrupt,
 };
 use crate::domain::{
     Call, CallFilter, CallId, List, Listed, LiveKitRoom, Order, Page, PageRequest, Room, RoomId, RoomName, Timestamp,
@@ -299,13 +299,6 @@ fn decode<T: DeserializeOwned>(key: &str, doc: &str) -> StoreResult<T> {
     serde_json::from_str(doc).map_err(|e| corrupt(key, e.to_string()))
 }
 
-/// Counts and logs a stored value this build cannot read.
-pub(super) fn corrupt(key: &str, reason: String) -> StoreError {
-    metrics::store_corrupt();
-    tracing::error!(key, reason, "a stored value cannot be decoded");
-    StoreError::Corrupt(Corrupt { key: key.to_owned(), reason })
-}
-
 fn millis_or_empty(at: Option<Timestamp>) -> String {
     at.map(|t| t.millis().to_string()).unwrap_or_default()
 }
@@ -440,8 +433,7 @@ impl Store for RedisStore {
             let entry = reply.text()?;
             let at =
                 Timestamp::from_millis(reply.text()?.parse::<f64>().map_err(|_| reply.unexpected("a score"))? as i64);
-            let what = Scheduled::parse(&entry).ok_or(entry);
-            due.push(Due { what, at, claim });
+            due.push(Due { entry, at, claim });
         }
         Ok(due)
     }
