@@ -6,10 +6,13 @@
 //! between them; a client on each listens), some also with `AUTH=token` (a server token).
 
 use crate::lifecycle::{post_webhook, webhook_body};
-use crate::support::{AUTH_SECRET, Api, Mode, RedisServer, SioClient, TestApp, WAIT, eventually_within, sign_webhook};
+use crate::support::{
+    AUTH_SECRET, Api, Mode, RedisServer, SioClient, TestApp, WAIT, assert_problem, eventually_within, id, sign_webhook,
+    until_ended,
+};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 use switchboard::auth::Tokens;
 use tokio::time::Instant;
@@ -38,15 +41,7 @@ struct Fixture {
 
 impl Fixture {
     async fn new(backend: Backend, flags: &[&str]) -> Self {
-        let (apps, redis) = match backend {
-            Backend::Memory => (vec![TestApp::with_flags(None, "unused", flags).await], None),
-            Backend::Redis => {
-                let server = RedisServer::start();
-                let a = TestApp::with_flags(Some(&server), NS, flags).await;
-                let b = TestApp::with_flags(Some(&server), NS, flags).await;
-                (vec![a, b], Some(server))
-            }
-        };
+        let (apps, redis) = crate::support::replicas(matches!(backend, Backend::Redis), NS, flags).await;
         let token_mode = flags.windows(2).any(|w| w == ["--auth", "token"]);
         let server_token =
             token_mode.then(|| Tokens::new(AUTH_SECRET.as_bytes()).server(Duration::from_secs(600)).token);
@@ -78,23 +73,9 @@ impl Fixture {
         self.redis.as_ref().expect("a Redis fixture").port
     }
 
-    /// Every event heard since the last call, the same on every replica's client (events
-    /// arrive in commit order, so a marker's announcement closes the list).
+    /// Every event heard since the last call, the same on every replica's client.
     async fn heard(&mut self) -> Vec<(String, Value)> {
-        let marker = format!("marker-{}", uuid::Uuid::new_v4());
-        self.apis[0].user(&marker).await;
-        let mut lists = Vec::new();
-        for client in &mut self.clients {
-            lists.push(
-                client
-                    .events_until(|name, arg| name == "user.registered" && arg["data"]["name"] == marker.as_str())
-                    .await,
-            );
-        }
-        for other in &lists[1..] {
-            assert_eq!(other, &lists[0], "clients of different replicas heard different events");
-        }
-        lists.swap_remove(0)
+        crate::support::heard_alike(&self.apis[0], &mut self.clients).await
     }
 
     async fn user(&self, n: usize, name: &str) -> String {
@@ -154,16 +135,8 @@ fn text(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
 }
 
-fn id(v: &Value) -> &str {
-    text(&v["id"])
-}
-
 fn ids(items: &[Value]) -> Vec<String> {
     items.iter().map(|item| id(item).to_owned()).collect()
-}
-
-fn assert_problem(status: StatusCode, body: &Value, expected: u16, code: &str) {
-    assert_eq!((status.as_u16(), body["code"].as_str()), (expected, Some(code)), "{body}");
 }
 
 fn error_fields(body: &Value) -> Vec<String> {
@@ -1041,25 +1014,6 @@ async fn a_corrupt_document_is_an_internal_error_not_an_outage() {
         let (status, _) = api.post("/calls", json!({ "fromUserId": dan, "toUserId": ben })).await;
         assert_eq!(status, StatusCode::CREATED, "writes go on");
     }
-}
-
-/// Listens until `calls` have each ended: per call, the names of its events, in order.
-async fn until_ended(client: &mut SioClient, calls: &[String]) -> HashMap<String, Vec<String>> {
-    let mut heard: HashMap<String, Vec<String>> = HashMap::new();
-    let mut open: HashSet<String> = calls.iter().cloned().collect();
-    let deadline = Instant::now() + WAIT;
-    while !open.is_empty() {
-        assert!(Instant::now() < deadline, "calls not ended in time: {heard:?}");
-        let (name, arg) = client.next_event().await;
-        let call = text(&arg["data"]["callId"]).to_owned();
-        if calls.contains(&call) {
-            if name == "call.ended" {
-                open.remove(&call);
-            }
-            heard.entry(call).or_default().push(name);
-        }
-    }
-    heard
 }
 
 /// The deadlines hold a call whose document is corrupt (due now) and deadlines of a call

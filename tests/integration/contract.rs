@@ -2,7 +2,7 @@
 //! embedded store and against Redis in every shape operators run it (standalone, Cluster,
 //! Sentinel, TLS), so that none can drift.
 
-use crate::support::{Api, Mode, RedisServer, Shape, SioClient, TestApp};
+use crate::support::{Api, Mode, RedisServer, Shape, SioClient, TestApp, assert_problem};
 use livekit_api::access_token::TokenVerifier;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -71,14 +71,6 @@ impl Fixture {
         self.api.user(&marker).await;
         self.sio.events_until(|name, arg| name == "user.registered" && arg["data"]["name"] == marker.as_str()).await
     }
-}
-
-fn assert_problem(status: StatusCode, body: &Value, expected: u16, code: &str) {
-    assert_eq!(status.as_u16(), expected, "{body}");
-    assert_eq!(body["code"], code, "{body}");
-    assert_eq!(body["status"], expected, "{body}");
-    assert_eq!(body["type"], "about:blank");
-    assert!(body["title"].is_string() && body["detail"].is_string(), "{body}");
 }
 
 fn error_fields(body: &Value) -> Vec<String> {

@@ -2,7 +2,9 @@
 //! event only to its audience on every replica, and resuming after a reconnect; on the
 //! embedded store and on two replicas sharing a Redis.
 
-use crate::support::{AUTH_SECRET, Api, Mode, Poller, Proxy, RedisServer, SioClient, TOKEN_MODE, TestApp};
+use crate::support::{
+    AUTH_SECRET, Api, Mode, Poller, Proxy, RedisServer, SioClient, TOKEN_MODE, TestApp, assert_problem,
+};
 use jsonwebtoken::{EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -68,10 +70,6 @@ impl Fixture {
     fn server(&self, n: usize) -> Api {
         self.api(n).bearer(&Tokens::new(AUTH_SECRET.as_bytes()).server(Duration::from_secs(600)).token)
     }
-}
-
-fn assert_problem(status: StatusCode, body: &Value, expected: u16, code: &str) {
-    assert_eq!((status.as_u16(), body["code"].as_str()), (expected, Some(code)), "{body}");
 }
 
 fn signed(claims: Value, secret: &str) -> String {

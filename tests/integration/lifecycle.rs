@@ -3,12 +3,12 @@
 //! replicas sharing a Redis (requests alternate between them; a client on each listens).
 
 use crate::support::{
-    API_KEY, API_SECRET, Api, Mode, RedisServer, SioClient, TestApp, WAIT, sign_webhook as sign, spawn_binary,
+    API_KEY, API_SECRET, Api, Mode, RedisServer, SioClient, TestApp, assert_problem, id, sign_webhook as sign,
+    spawn_binary, until_ended,
 };
 use livekit_api::access_token::TokenVerifier;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 
 enum Backend {
     Memory,
@@ -26,15 +26,7 @@ struct Fixture {
 
 impl Fixture {
     async fn new(backend: Backend, flags: &[&str]) -> Self {
-        let (apps, redis) = match backend {
-            Backend::Memory => (vec![TestApp::with_flags(None, "unused", flags).await], None),
-            Backend::Redis => {
-                let server = RedisServer::start();
-                let a = TestApp::with_flags(Some(&server), "lifecycle", flags).await;
-                let b = TestApp::with_flags(Some(&server), "lifecycle", flags).await;
-                (vec![a, b], Some(server))
-            }
-        };
+        let (apps, redis) = crate::support::replicas(matches!(backend, Backend::Redis), "lifecycle", flags).await;
         let mut clients = Vec::new();
         for app in &apps {
             clients.push(SioClient::connect(&app.base, Mode::Websocket).await);
@@ -47,23 +39,9 @@ impl Fixture {
         &self.apis[n % self.apis.len()]
     }
 
-    /// Every event heard since the last call, the same on every replica's client (events
-    /// arrive in commit order, so a marker's announcement closes the list).
+    /// Every event heard since the last call, the same on every replica's client.
     async fn heard(&mut self) -> Vec<(String, Value)> {
-        let marker = format!("marker-{}", uuid::Uuid::new_v4());
-        self.apis[0].user(&marker).await;
-        let mut lists = Vec::new();
-        for client in &mut self.clients {
-            lists.push(
-                client
-                    .events_until(|name, arg| name == "user.registered" && arg["data"]["name"] == marker.as_str())
-                    .await,
-            );
-        }
-        for other in &lists[1..] {
-            assert_eq!(other, &lists[0], "clients of different replicas heard different events");
-        }
-        lists.swap_remove(0)
+        crate::support::heard_alike(&self.apis[0], &mut self.clients).await
     }
 
     /// Registers a caller and a callee and starts a call; returns (call, caller, callee).
@@ -74,14 +52,6 @@ impl Fixture {
         self.heard().await;
         (call, ana, ben)
     }
-}
-
-fn id(v: &Value) -> &str {
-    v["id"].as_str().unwrap_or_default()
-}
-
-fn assert_problem(status: StatusCode, body: &Value, expected: u16, code: &str) {
-    assert_eq!((status.as_u16(), body["code"].as_str()), (expected, Some(code)), "{body}");
 }
 
 fn ended(call_id: &str) -> (String, Value) {
@@ -417,23 +387,6 @@ mod timers {
         unanswered_calls_are_missed_and_long_calls_expire,
     );
     use super::*;
-}
-
-/// Listens on a replica until `calls` have each ended; returns, per call, the names heard.
-async fn until_ended(client: &mut SioClient, calls: &[String]) -> HashMap<String, Vec<String>> {
-    let mut heard: HashMap<String, Vec<String>> = HashMap::new();
-    let mut open = calls.len();
-    let deadline = tokio::time::Instant::now() + WAIT * 2;
-    while open > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "calls still ringing: {heard:?}");
-        let (name, arg) = client.next_event().await;
-        let call = arg["data"]["callId"].as_str().unwrap_or_default().to_owned();
-        if calls.contains(&call) {
-            open -= usize::from(name == "call.ended");
-            heard.entry(call).or_default().push(name);
-        }
-    }
-    heard
 }
 
 fn replica_env(redis: &RedisServer) -> Vec<(&'static str, String)> {

@@ -64,3 +64,64 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Asserts a problem document (RFC 9457) of `expected` status and `code`.
+pub fn assert_problem(status: reqwest::StatusCode, body: &serde_json::Value, expected: u16, code: &str) {
+    assert_eq!(status.as_u16(), expected, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], expected, "{body}");
+    assert_eq!(body["type"], "about:blank");
+    assert!(body["title"].is_string() && body["detail"].is_string(), "{body}");
+}
+
+/// A resource's `id`.
+pub fn id(v: &serde_json::Value) -> &str {
+    v["id"].as_str().unwrap_or_default()
+}
+
+/// Every event heard since the last call, the same on every client (events arrive in
+/// commit order, so the announcement of a marker user registered through `api` closes the
+/// list).
+pub async fn heard_alike(api: &Api, clients: &mut [SioClient]) -> Vec<(String, serde_json::Value)> {
+    let marker = format!("marker-{}", uuid::Uuid::new_v4());
+    api.user(&marker).await;
+    let mut lists = Vec::new();
+    for client in clients {
+        lists.push(
+            client.events_until(|name, arg| name == "user.registered" && arg["data"]["name"] == marker.as_str()).await,
+        );
+    }
+    for other in &lists[1..] {
+        assert_eq!(other, &lists[0], "clients of different replicas heard different events");
+    }
+    lists.swap_remove(0)
+}
+
+/// Listens until `calls` have each ended; returns, per call, the names heard.
+pub async fn until_ended(client: &mut SioClient, calls: &[String]) -> std::collections::HashMap<String, Vec<String>> {
+    let mut heard: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut open = calls.len();
+    let deadline = tokio::time::Instant::now() + WAIT * 2;
+    while open > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "calls still ringing: {heard:?}");
+        let (name, arg) = client.next_event().await;
+        let call = arg["data"]["callId"].as_str().unwrap_or_default().to_owned();
+        if calls.contains(&call) {
+            open -= usize::from(name == "call.ended");
+            heard.entry(call).or_default().push(name);
+        }
+    }
+    heard
+}
+
+/// One replica on the embedded store, or (`redis`) two sharing a Redis of their own under
+/// `namespace`, with extra flags.
+pub async fn replicas(redis: bool, namespace: &str, flags: &[&str]) -> (Vec<TestApp>, Option<RedisServer>) {
+    if !redis {
+        return (vec![TestApp::with_flags(None, "unused", flags).await], None);
+    }
+    let server = RedisServer::start();
+    let a = TestApp::with_flags(Some(&server), namespace, flags).await;
+    let b = TestApp::with_flags(Some(&server), namespace, flags).await;
+    (vec![a, b], Some(server))
+}
