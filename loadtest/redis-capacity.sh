@@ -110,7 +110,8 @@ p = sys.argv[1].encode()
 def lua(b):
     return '"' + "".join(chr(c) if c < 128 and chr(c).isalnum() else "\\%03d" % c for c in b) + '"'
 t = [("user", b"user:\0"), ("user_rooms", b"user:\0:rooms"), ("call", b"call:\0"), ("room", b"room:\0"),
-     ("members", b"room:\0:members"), ("participants", b"room:\0:participants"), ("history", b"history:\0")]
+     ("members", b"room:\0:members"), ("participants", b"room:\0:participants"), ("history", b"history:\0"),
+     ("device", b"device:\0")]
 fields = ", ".join("%s = %s" % (name, lua(p + rest)) for name, rest in t)
 print("local T = { %s }\nlocal CHANNEL = %s" % (fields, lua(p + b"events")))
 PY
@@ -447,7 +448,10 @@ def history(u): return P + "history:" + u
 def delivery(d): return P + "delivery:" + d
 def status_indexes(a, b, s): return [calls(s), user_calls(a, s), user_calls(b, s)]
 def call_indexes(a, b): return [k for s in [None] + STATUSES for k in status_indexes(a, b, s)]
-def erased_user(u): return [user(u), USERS, user_rooms(u), history(u)] + [user_calls(u, s) for s in [None] + STATUSES]
+def user_devices(u): return user(u) + ":devices"
+DEVICES = P + "devices"
+def erased_user(u):
+    return [user(u), USERS, user_rooms(u), history(u)] + [user_calls(u, s) for s in [None] + STATUSES] + [user_devices(u), DEVICES]
 
 def script(name, keys, argv):
     """EVALSHA as RedisStore::eval sends it: the event log's keys, then the script's own."""

@@ -35,6 +35,8 @@ pub enum StartError {
     RedisTls(String),
     #[error("invalid CORS origin {0:?}")]
     CorsOrigin(String),
+    #[error(transparent)]
+    Setting(#[from] crate::config::InvalidSetting),
     #[error("cannot serve: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -77,7 +79,8 @@ impl App {
         let identity = identity(cfg);
         let audiences = identity.is_some().then(|| Arc::new(Audiences::default()));
         let feed = Arc::new(Feed::new(bus));
-        let service = Arc::new(Service::new(store, feed.clone(), tokens, webhooks, cfg.timeouts(), identity));
+        let push = cfg.push.settings()?;
+        let service = Arc::new(Service::new(store, feed.clone(), tokens, webhooks, cfg.timeouts(), identity, push));
         let (sio_layer, io) = realtime::layer();
         realtime::serve(&io, audiences.as_ref().map(|a| (a, service.clone())));
         let mut tasks = Vec::new();

@@ -115,6 +115,10 @@ pub struct Config {
     #[arg(long, env = "EVENT_LOG_AGE", default_value = "60", value_parser = seconds)]
     pub event_log_age: Duration,
 
+    /// Waking devices by push (APNs, FCM, Web Push).
+    #[command(flatten)]
+    pub push: crate::push::PushConfig,
+
     /// Comma-separated allowed CORS origins; `*` allows every origin.
     #[arg(long, env = "CORS_ORIGINS", default_value = "*", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -320,6 +324,7 @@ impl Config {
         if self.body_limit == 0 {
             return fail("BODY_LIMIT (--body-limit)", "must be at least 1 byte");
         }
+        self.push.settings()?;
         let wildcard = self.cors_origins.iter().any(|o| o.trim() == "*");
         let origins_ok = self.cors_origins.iter().all(|o| is_origin(o.trim()));
         if !origins_ok || (wildcard && self.cors_origins.len() > 1) {
@@ -363,6 +368,7 @@ impl fmt::Debug for Config {
             .field("call_max_duration", &self.call_max_duration)
             .field("call_retention", &self.call_retention)
             .field("room_retention", &self.room_retention)
+            .field("push", &self.push)
             .field("cors_origins", &self.cors_origins)
             .field("body_limit", &self.body_limit)
             .field("drain_period", &self.drain_period)
@@ -412,7 +418,7 @@ fn open_files_limit() -> Option<usize> {
 }
 
 /// `scheme://host[...]` with one of `schemes` and a non-empty host.
-fn is_url(url: &str, schemes: &[&str]) -> bool {
+pub(crate) fn is_url(url: &str, schemes: &[&str]) -> bool {
     let Some((scheme, rest)) = url.split_once("://") else {
         return false;
     };

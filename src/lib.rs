@@ -8,6 +8,7 @@
 //! - [`http`]: the REST API
 //! - [`auth`]: user and server tokens (`AUTH=token`)
 //! - [`livekit`]: access tokens and webhooks
+//! - [`push`]: waking devices (APNs, FCM, Web Push): settings and registration rules
 //! - [`telemetry`]: logs and metrics
 //!
 //! Dependencies point one way: `http` → `service` → `store` / `events`.
@@ -21,6 +22,7 @@ pub mod edge;
 pub mod events;
 pub mod http;
 pub mod livekit;
+pub mod push;
 pub mod realtime;
 pub mod service;
 pub mod store;

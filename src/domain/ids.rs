@@ -50,6 +50,10 @@ id_type!(
     /// Identifies a room.
     RoomId
 );
+id_type!(
+    /// Identifies a registered device of a user (section 10.1).
+    DeviceId
+);
 
 /// The LiveKit room name of a call or room: a random UUIDv4, distinct from every id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

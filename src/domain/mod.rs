@@ -2,6 +2,7 @@
 //! events they cause. No I/O and no HTTP here.
 
 mod actor;
+mod device;
 mod event;
 mod ids;
 mod lifecycle;
@@ -11,8 +12,9 @@ mod resources;
 mod time;
 
 pub use actor::{Actor, Forbidden};
+pub use device::{Address, Device, DeviceView, Environment, Platform, Registration};
 pub use event::Event;
-pub use ids::{CallId, RoomId, RoomName, UserId};
+pub use ids::{CallId, DeviceId, RoomId, RoomName, UserId};
 pub use lifecycle::{DeclineReason, Outcome, Refusal, Timeouts, Transition};
 pub use name::{Name, NameError};
 pub use page::{List, Listed, Order, Page, PageRequest, Position};

@@ -100,6 +100,7 @@ impl From<service::Error> for ApiError {
             E::UserNotFound(_) => Self::new(StatusCode::NOT_FOUND, "user_not_found", detail),
             E::CallNotFound(_) => Self::new(StatusCode::NOT_FOUND, "call_not_found", detail),
             E::RoomNotFound(_) | E::NoSuchLiveKitRoom(_) => Self::new(StatusCode::NOT_FOUND, "room_not_found", detail),
+            E::DeviceNotFound(_) => Self::new(StatusCode::NOT_FOUND, "device_not_found", detail),
             E::CallEnded(_) => Self::new(StatusCode::CONFLICT, "call_ended", detail),
             E::CallAlreadyAccepted(_) => Self::new(StatusCode::CONFLICT, "call_already_accepted", detail),
             E::NotAParticipant { .. } | E::NotInCall(_) => {
@@ -155,6 +156,7 @@ mod tests {
             (service::Error::UserNotFound(UserId::new()), 404, "user_not_found"),
             (service::Error::CallNotFound(CallId::new()), 404, "call_not_found"),
             (service::Error::NoSuchLiveKitRoom(RoomName::new()), 404, "room_not_found"),
+            (service::Error::DeviceNotFound(crate::domain::DeviceId::new()), 404, "device_not_found"),
             (service::Error::CallEnded(CallId::new()), 409, "call_ended"),
             (service::Error::NotAParticipant { user: UserId::new(), room: RoomName::new() }, 403, "not_a_participant"),
             (service::Error::CallAlreadyAccepted(CallId::new()), 409, "call_already_accepted"),

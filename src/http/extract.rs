@@ -233,6 +233,35 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A field's raw value (for a field holding an object).
+    pub fn value(&self, field: &str) -> Option<&'a Value> {
+        self.body.get(field).filter(|v| !v.is_null())
+    }
+
+    /// A string found at `field` (`value`, or the field itself when `None`), checked by
+    /// `check`: its message says what is wrong.
+    pub fn checked<T>(
+        &mut self,
+        field: &'static str,
+        value: Option<&Value>,
+        check: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match value.or_else(|| self.value(field)) {
+            None | Some(Value::Null) => self.fail(field, "is required"),
+            Some(Value::String(s)) => return check(s).map_err(|message| self.fail(field, message)).ok(),
+            Some(_) => self.fail(field, "must be a string"),
+        }
+        None
+    }
+
+    /// An optional display name: `Some(None)` when absent or null, `None` when invalid.
+    pub fn optional_name(&mut self, field: &'static str) -> Option<Option<Name>> {
+        match self.value(field) {
+            None => Some(None),
+            Some(_) => self.name(field).map(Some),
+        }
+    }
+
     /// The parsed request, or 422 listing every invalid field.
     pub fn finish<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
         match (self.errors.is_empty(), build()) {

@@ -2,6 +2,7 @@
 //! middleware every request passes through.
 
 mod calls;
+mod devices;
 mod error;
 mod extract;
 mod livekit;
@@ -52,6 +53,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/users", post(users::register).get(users::list))
         .route("/users/{id}", get(users::get).delete(users::erase))
+        .route("/users/{id}/devices", post(devices::register).get(devices::list))
+        .route("/users/{id}/devices/{device}", axum::routing::delete(devices::delete))
+        .route("/push/config", get(devices::config))
         .route("/calls", post(calls::start).get(calls::list))
         .route("/calls/{id}", get(calls::get))
         .route("/calls/{id}/accept", post(calls::accept))

@@ -3,7 +3,7 @@
 //! `switchboard openapi`.
 
 use super::error::Problem;
-use super::{calls, livekit, ops, rooms, users};
+use super::{calls, devices, livekit, ops, rooms, users};
 use std::collections::BTreeMap;
 use utoipa::OpenApi;
 use utoipa::openapi::header::HeaderBuilder;
@@ -23,6 +23,7 @@ use utoipa::openapi::{
     ),
     paths(
         users::register, users::list, users::get, users::erase,
+        devices::register, devices::list, devices::delete, devices::config,
         calls::start, calls::list, calls::get, calls::accept, calls::decline, calls::end,
         rooms::create, rooms::list, rooms::get, rooms::join,
         livekit::token, livekit::webhook,
@@ -34,6 +35,7 @@ use utoipa::openapi::{
         (name = "users", description = "Registered users"),
         (name = "calls", description = "One-to-one calls"),
         (name = "rooms", description = "Group rooms"),
+        (name = "devices", description = "Devices woken by push (APNs, FCM, Web Push)"),
         (name = "livekit", description = "LiveKit access tokens and webhooks"),
         (name = "operations", description = "Probes, metrics and this document"),
     )
@@ -130,6 +132,14 @@ problem_set! {
     /// `DELETE /users/{id}`: with `AUTH=token`, only the user themself or a server token.
     EraseProblems { 401 => ["unauthorized"], 403 => ["forbidden"], 404 => ["user_not_found"], 503 => ["store_unavailable", "outcome_unknown"] }
     CallProblems { 401 => ["unauthorized"], 404 => ["call_not_found"], 503 => ["store_unavailable"] }
+    /// `POST /users/{id}/devices`: with `AUTH=token`, only the user themself or a server token.
+    RegisterDeviceProblems {
+        400 => ["invalid_json"], 401 => ["unauthorized"], 403 => ["forbidden"], 404 => ["user_not_found"], 408 => ["request_timeout"],
+        413 => ["payload_too_large"], 415 => ["unsupported_media_type"], 422 => ["validation_failed"], 503 => ["store_unavailable", "outcome_unknown"],
+    }
+    DeviceListProblems { 401 => ["unauthorized"], 403 => ["forbidden"], 404 => ["user_not_found"], 503 => ["store_unavailable"] }
+    DeviceProblems { 401 => ["unauthorized"], 403 => ["forbidden"], 404 => ["user_not_found", "device_not_found"], 503 => ["store_unavailable", "outcome_unknown"] }
+    PushConfigProblems { 401 => ["unauthorized"] }
     RoomProblems { 401 => ["unauthorized"], 404 => ["room_not_found"], 503 => ["store_unavailable"] }
     StartCallProblems {
         400 => ["invalid_json"], 401 => ["unauthorized"], 403 => ["forbidden"], 408 => ["request_timeout"], 413 => ["payload_too_large"], 415 => ["unsupported_media_type"],

@@ -2,17 +2,20 @@
 //! change together with its event (one atomic step); a failed request stores nothing and
 //! publishes nothing. The call lifecycle is in [`lifecycle`].
 
+mod devices;
 mod lifecycle;
 
+pub use devices::Registered;
 pub use lifecycle::WebhookOutcome;
 
 use crate::auth::{Minted, Tokens};
 use crate::domain::{
-    Actor, Call, CallFilter, CallId, CallStatus, Event, LiveKitRoom, Name, Page, PageRequest, Room, RoomId, RoomName,
-    Timeouts, Timestamp, User, UserId,
+    Actor, Call, CallFilter, CallId, CallStatus, DeviceId, Event, LiveKitRoom, Name, Page, PageRequest, Room, RoomId,
+    RoomName, Timeouts, Timestamp, User, UserId,
 };
 use crate::events::{self, Audience, Feed, History};
 use crate::livekit::{Grant, Rejected, SigningFailed, TokenIssuer, WebhookVerifier};
+use crate::push::PushSettings;
 use crate::store::{Erasure, Join, NewCall, Store, StoreError};
 use crate::telemetry::metrics;
 use std::sync::Arc;
@@ -28,6 +31,8 @@ pub enum Error {
     CallNotFound(CallId),
     #[error("no room with id {0}")]
     RoomNotFound(RoomId),
+    #[error("no device with id {0} for this user")]
+    DeviceNotFound(DeviceId),
     #[error("no call or room has the roomName {0}")]
     NoSuchLiveKitRoom(RoomName),
     #[error("call {0} has ended")]
@@ -103,6 +108,7 @@ pub struct Service {
     timeouts: Timeouts,
     /// `None`: `AUTH=open`.
     identity: Option<Identity>,
+    push: PushSettings,
 }
 
 impl Service {
@@ -113,8 +119,9 @@ impl Service {
         webhooks: WebhookVerifier,
         timeouts: Timeouts,
         identity: Option<Identity>,
+        push: PushSettings,
     ) -> Self {
-        Self { store, feed, tokens, webhooks, timeouts, identity }
+        Self { store, feed, tokens, webhooks, timeouts, identity, push }
     }
 
     /// Whether requests and connections need a token (`AUTH=token`).

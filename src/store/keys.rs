@@ -6,7 +6,7 @@
 //! All keys start with the prefix `{namespace}:`, a Cluster hash tag: a deployment's keys
 //! share one slot, so every script runs on one node whatever keys it touches.
 
-use crate::domain::{CallId, CallStatus, RoomId, RoomName, UserId};
+use crate::domain::{CallId, CallStatus, Platform, RoomId, RoomName, UserId};
 use std::fmt::Display;
 
 /// Where an id goes in a template (a byte no id or namespace contains).
@@ -48,6 +48,33 @@ impl Keys {
             None => self.key(format_args!("user:{id}:calls")),
             Some(s) => self.key(format_args!("user:{id}:calls:{}", s.as_str())),
         }
+    }
+
+    /// A user's devices (section 10.1), scored by when each was last registered (ms).
+    pub fn user_devices(&self, id: impl Display) -> String {
+        self.key(format_args!("user:{id}:devices"))
+    }
+
+    /// A device: a hash of its document (`doc`) and its field in [`Keys::device_addresses`].
+    pub fn device(&self, id: impl Display) -> String {
+        self.key(format_args!("device:{id}"))
+    }
+
+    /// Which device each address (platform and token, or endpoint) is registered as: a hash
+    /// whose fields are [`Keys::device_address`].
+    pub fn device_addresses(&self) -> String {
+        self.key("devices")
+    }
+
+    /// The field of an address in [`Keys::device_addresses`]: its platform and a hash of
+    /// the token or endpoint (up to 4 KB long, and a secret).
+    pub fn device_address(platform: Platform, identity: &str) -> String {
+        format!("{}:{}", platform.as_str(), fred::util::sha1_hash(identity))
+    }
+
+    /// The platform of a field of [`Keys::device_addresses`].
+    pub fn address_platform(field: &str) -> Option<Platform> {
+        Platform::parse(field.split_once(':')?.0)
     }
 
     /// `AUTH=token`: a user's kept events (a stream).
@@ -145,16 +172,19 @@ impl Keys {
             ("members", self.room_members(HOLE)),
             ("participants", self.room_participants(HOLE)),
             ("history", self.history(HOLE)),
+            ("device", self.device(HOLE)),
         ];
         let fields: Vec<String> = entries.iter().map(|(name, t)| format!("{name} = {}", lua_string(t))).collect();
         format!("local T = {{ {} }}\nlocal CHANNEL = {}", fields.join(", "), lua_string(&self.channel()))
     }
 
     /// The keys of a user that erasing it deletes or changes: its document, the list of
-    /// users, its rooms, its history, and its call indexes (all, then by status).
+    /// users, its rooms, its history, its call indexes (all, then by status), its devices
+    /// and the devices' addresses.
     pub fn erased_user(&self, id: UserId) -> Vec<String> {
         let mut keys = vec![self.user(id), self.users(), self.user_rooms(id), self.history(id)];
         keys.extend(std::iter::once(None).chain(CallStatus::ALL.map(Some)).map(|s| self.user_calls(id, s)));
+        keys.extend([self.user_devices(id), self.device_addresses()]);
         keys
     }
 

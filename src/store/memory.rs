@@ -2,10 +2,13 @@
 //! atomic, which gives the same semantics as the Redis scripts; a change's event is sent
 //! on the in-process bus under the same lock.
 
-use super::{CallChange, CallUpdate, DELIVERY_ID_TTL, Due, Erasure, Join, NewCall, Scheduled, Store, StoreResult};
+use super::{
+    CallChange, CallUpdate, DELIVERY_ID_TTL, DeleteDevice, Due, Erasure, Join, NewCall, PutDevice, Scheduled, Store,
+    StoreResult,
+};
 use crate::domain::{
-    Call, CallFilter, CallId, CallStatus, List, Listed, LiveKitRoom, Order, Page, PageRequest, Position, Room, RoomId,
-    RoomName, Timestamp, User, UserId,
+    Call, CallFilter, CallId, CallStatus, Device, DeviceId, List, Listed, LiveKitRoom, Order, Page, PageRequest,
+    Platform, Position, Room, RoomId, RoomName, Timestamp, User, UserId,
 };
 use crate::events::{self, LocalBus, Offset};
 use async_trait::async_trait;
@@ -31,6 +34,9 @@ struct State {
     deliveries: HashMap<String, Instant>,
     /// Each user's addressed events (`AUTH=token`), as Redis keeps them in a stream.
     histories: HashMap<String, History>,
+    devices: HashMap<DeviceId, Device>,
+    /// Which device each address (platform, token or endpoint) is.
+    addresses: HashMap<(Platform, String), DeviceId>,
 }
 
 /// One user's kept events, oldest first: at most the history's length, none older than its
@@ -88,6 +94,13 @@ impl State {
         }
         self.set_deadline(what, None);
         true
+    }
+
+    /// Forgets a device and its address; the platform it was on.
+    fn remove_device(&mut self, id: DeviceId) -> Option<Platform> {
+        let device = self.devices.remove(&id)?;
+        self.addresses.remove(&(device.platform, device.address.identity().to_owned()));
+        Some(device.platform)
     }
 
     /// Remembers `id`; false when it was already remembered.
@@ -178,6 +191,10 @@ impl Store for MemoryStore {
         s.users.remove(&id);
         s.user_order.remove(&position);
         s.histories.remove(&id.to_string());
+        let devices: Vec<DeviceId> = s.devices.values().filter(|d| d.user_id == id).map(|d| d.id).collect();
+        for device in devices {
+            s.remove_device(device);
+        }
         for room in s.rooms.values_mut() {
             room.participants.retain(|p| *p != id);
         }
@@ -353,6 +370,50 @@ impl Store for MemoryStore {
             Scheduled::Call(id) => s.calls.get(&id).cloned().map(LiveKitRoom::Call),
             Scheduled::Room(id) => s.rooms.get(&id).cloned().map(LiveKitRoom::Room),
         }))
+    }
+
+    async fn device_at(&self, platform: Platform, address: &str) -> StoreResult<Option<Device>> {
+        let s = self.lock();
+        Ok(s.addresses.get(&(platform, address.to_owned())).and_then(|id| s.devices.get(id)).cloned())
+    }
+
+    async fn put_device(&self, device: &Device, read: Option<&Device>, max: usize) -> StoreResult<PutDevice> {
+        let mut s = self.lock();
+        if !s.users.contains_key(&device.user_id) {
+            return Ok(PutDevice::NoUser);
+        }
+        let address = (device.platform, device.address.identity().to_owned());
+        if s.addresses.get(&address) != read.map(|d| &d.id) {
+            return Ok(PutDevice::Raced);
+        }
+        if let Some(previous) = read.filter(|d| d.id != device.id) {
+            s.remove_device(previous.id);
+        }
+        s.addresses.insert(address, device.id);
+        s.devices.insert(device.id, device.clone());
+        let mut mine: Vec<(Timestamp, DeviceId)> =
+            s.devices.values().filter(|d| d.user_id == device.user_id).map(|d| (d.updated_at, d.id)).collect();
+        mine.sort();
+        let oldest: Vec<DeviceId> = mine.iter().take(mine.len().saturating_sub(max)).map(|&(_, id)| id).collect();
+        let evicted = oldest.into_iter().filter_map(|id| s.remove_device(id)).collect();
+        Ok(PutDevice::Stored { evicted })
+    }
+
+    async fn devices(&self, user: UserId) -> StoreResult<Option<Vec<Device>>> {
+        let s = self.lock();
+        let devices = || s.devices.values().filter(|d| d.user_id == user).cloned().collect();
+        Ok(s.users.contains_key(&user).then(devices))
+    }
+
+    async fn delete_device(&self, user: UserId, id: DeviceId) -> StoreResult<DeleteDevice> {
+        let mut s = self.lock();
+        if !s.users.contains_key(&user) {
+            return Ok(DeleteDevice::NoUser);
+        }
+        if s.devices.get(&id).is_none_or(|d| d.user_id != user) {
+            return Ok(DeleteDevice::NoDevice);
+        }
+        Ok(s.remove_device(id).map_or(DeleteDevice::NoDevice, DeleteDevice::Deleted))
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -10,15 +10,15 @@ pub use memory::MemoryStore;
 pub use redis::{RedisStore, WaitReplicas};
 
 use crate::domain::{
-    Call, CallFilter, CallId, CallStatus, LiveKitRoom, Page, PageRequest, Room, RoomId, RoomName, Timestamp, User,
-    UserId,
+    Call, CallFilter, CallId, CallStatus, Device, DeviceId, LiveKitRoom, Page, PageRequest, Platform, Room, RoomId,
+    RoomName, Timestamp, User, UserId,
 };
 use async_trait::async_trait;
 use std::fmt;
 use std::time::Duration;
 
 /// Every operation name Redis metrics are labelled with (a bounded set).
-pub const REDIS_OPS: [&str; 23] = [
+pub const REDIS_OPS: [&str; 27] = [
     "insert_user",
     "get_user",
     "list_users",
@@ -42,6 +42,10 @@ pub const REDIS_OPS: [&str; 23] = [
     "wait",
     "probe",
     "log_read",
+    "device_at",
+    "put_device",
+    "devices",
+    "delete_device",
 ];
 
 /// Why a store operation failed.
@@ -195,6 +199,28 @@ pub enum Erasure {
     Busy(Vec<CallId>),
 }
 
+/// The outcome of storing a device.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PutDevice {
+    /// Stored; devices of the user on these platforms went to keep it within its limit.
+    Stored {
+        evicted: Vec<Platform>,
+    },
+    NoUser,
+    /// The address was registered again since it was read: read it again.
+    Raced,
+}
+
+/// The outcome of deleting a device.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeleteDevice {
+    /// Deleted; it was on this platform.
+    Deleted(Platform),
+    NoUser,
+    /// Not a device of this user.
+    NoDevice,
+}
+
 /// Storage of the contract's resources. Every method is atomic with respect to other
 /// replicas sharing the same backing store.
 ///
@@ -212,7 +238,7 @@ pub trait Store: Send + Sync {
     async fn user(&self, id: UserId) -> StoreResult<Option<User>>;
     /// Oldest first.
     async fn users(&self, page: PageRequest) -> StoreResult<Page<User>>;
-    /// Deletes the user, its history and its room memberships and publishes `event`, unless
+    /// Deletes the user, its history, devices and room memberships and publishes `event`, unless
     /// a call of the user has not ended.
     async fn delete_user(&self, id: UserId, event: &str) -> StoreResult<Erasure>;
 
@@ -261,6 +287,16 @@ pub trait Store: Send + Sync {
         max_age: Duration,
         limit: usize,
     ) -> StoreResult<Option<Vec<(String, String)>>>;
+
+    /// The device registered at this platform's address (a token, or an endpoint).
+    async fn device_at(&self, platform: Platform, address: &str) -> StoreResult<Option<Device>>;
+    /// Stores `device` while its address is still registered as `read` (what
+    /// [`Store::device_at`] gave); a device of another user there is removed. Beyond `max`
+    /// devices of the user, the least recently updated go.
+    async fn put_device(&self, device: &Device, read: Option<&Device>, max: usize) -> StoreResult<PutDevice>;
+    /// The user's devices (`None`: no such user), in no particular order.
+    async fn devices(&self, user: UserId) -> StoreResult<Option<Vec<Device>>>;
+    async fn delete_device(&self, user: UserId, id: DeviceId) -> StoreResult<DeleteDevice>;
 
     /// Whether the store answers now (readiness).
     async fn ping(&self) -> StoreResult<()>;

@@ -4,12 +4,12 @@
 
 use super::keys::Keys;
 use super::{
-    CallChange, CallUpdate, DELIVERY_ID_TTL, Due, Erasure, Join, NewCall, Scheduled, Store, StoreError, StoreResult,
-    corrupt,
+    CallChange, CallUpdate, DELIVERY_ID_TTL, DeleteDevice, Due, Erasure, Join, NewCall, PutDevice, Scheduled, Store,
+    StoreError, StoreResult, corrupt,
 };
 use crate::domain::{
-    Call, CallFilter, CallId, List, Listed, LiveKitRoom, Order, Page, PageRequest, Room, RoomId, RoomName, Timestamp,
-    User, UserId,
+    Call, CallFilter, CallId, Device, DeviceId, List, Listed, LiveKitRoom, Order, Page, PageRequest, Platform, Room,
+    RoomId, RoomName, Timestamp, User, UserId,
 };
 use crate::events::EventLog;
 use crate::telemetry::metrics;
@@ -62,6 +62,9 @@ struct Scripts {
     join_room: Lua,
     delete_room: Lua,
     page: Lua,
+    put_device: Lua,
+    devices: Lua,
+    delete_device: Lua,
 }
 
 /// [`Store`] on a Redis shared by every replica.
@@ -109,6 +112,9 @@ impl RedisStore {
             join_room: lua(include_str!("lua/join_room.lua")),
             delete_room: lua(include_str!("lua/delete_room.lua")),
             page: lua(include_str!("lua/page.lua")),
+            put_device: lua(include_str!("lua/put_device.lua")),
+            devices: lua(include_str!("lua/devices.lua")),
+            delete_device: lua(include_str!("lua/delete_device.lua")),
         };
         let slot = fred::util::redis_keyslot(keys.users().as_bytes());
         Self {
@@ -561,6 +567,84 @@ impl Store for RedisStore {
             events.push((reply.text()?, reply.text()?));
         }
         Ok(Some(events))
+    }
+
+    /// Two steps: the address's device id, then its document (a device deleted in between
+    /// reads as none; [`Store::put_device`] checks what was read).
+    async fn device_at(&self, platform: Platform, address: &str) -> StoreResult<Option<Device>> {
+        let client = self.client.with_options(&self.options);
+        let field = Keys::device_address(platform, address);
+        let addresses = self.keys.device_addresses();
+        let id: Option<String> = self.timed("device_at", Access::Read, client.hget(&addresses, &field)).await?;
+        let Some(id) = id else { return Ok(None) };
+        let key = self.keys.device(&id);
+        let doc: Option<String> = self.timed("device_at", Access::Read, client.hget(&key, "doc")).await?;
+        doc.map(|doc| decode(&key, &doc)).transpose()
+    }
+
+    async fn put_device(&self, device: &Device, read: Option<&Device>, max: usize) -> StoreResult<PutDevice> {
+        let user = device.user_id;
+        let mut keys = vec![
+            self.keys.user(user),
+            self.keys.user_devices(user),
+            self.keys.device_addresses(),
+            self.keys.device(device.id),
+        ];
+        if let Some(previous) = read.filter(|d| d.id != device.id) {
+            keys.extend([self.keys.device(previous.id), self.keys.user_devices(previous.user_id)]);
+        }
+        let args = vec![
+            device.id.to_string(),
+            Keys::device_address(device.platform, device.address.identity()),
+            json(device),
+            device.updated_at.millis().to_string(),
+            max.to_string(),
+            read.map(|d| d.id.to_string()).unwrap_or_default(),
+        ];
+        let mut reply = self.eval("put_device", Access::Write, &self.scripts.put_device, keys, args).await?;
+        match reply.text()?.as_str() {
+            "stored" => {
+                let addresses: Vec<Option<Platform>> =
+                    reply.items.by_ref().map(|v| v.as_str().as_deref().and_then(Keys::address_platform)).collect();
+                let evicted = addresses.into_iter().collect::<Option<_>>();
+                Ok(PutDevice::Stored { evicted: evicted.ok_or_else(|| reply.unexpected("device addresses"))? })
+            }
+            "no_user" => Ok(PutDevice::NoUser),
+            "raced" => Ok(PutDevice::Raced),
+            _ => Err(reply.unexpected("'stored', 'no_user' or 'raced'")),
+        }
+    }
+
+    async fn devices(&self, user: UserId) -> StoreResult<Option<Vec<Device>>> {
+        let keys = [self.keys.user(user), self.keys.user_devices(user)];
+        let mut reply = self.eval("devices", Access::Read, &self.scripts.devices, keys, Vec::new()).await?;
+        match reply.text()?.as_str() {
+            "no_user" => Ok(None),
+            "devices" => {
+                let docs: Vec<String> = reply.items.by_ref().filter_map(|v| v.into_string()).collect();
+                let key = self.keys.user_devices(user);
+                docs.iter().map(|doc| decode(&key, doc)).collect::<StoreResult<_>>().map(Some)
+            }
+            _ => Err(reply.unexpected("'devices' or 'no_user'")),
+        }
+    }
+
+    async fn delete_device(&self, user: UserId, id: DeviceId) -> StoreResult<DeleteDevice> {
+        let keys =
+            [self.keys.user(user), self.keys.user_devices(user), self.keys.device_addresses(), self.keys.device(id)];
+        let args = vec![id.to_string()];
+        let mut reply = self.eval("delete_device", Access::Write, &self.scripts.delete_device, keys, args).await?;
+        match reply.text()?.as_str() {
+            "deleted" => {
+                let platform = reply.text()?;
+                Ok(DeleteDevice::Deleted(
+                    Keys::address_platform(&platform).ok_or_else(|| reply.unexpected("an address"))?,
+                ))
+            }
+            "no_user" => Ok(DeleteDevice::NoUser),
+            "no_device" => Ok(DeleteDevice::NoDevice),
+            _ => Err(reply.unexpected("a device deletion's outcome")),
+        }
     }
 
     /// Pings the node that owns the deployment's slot (in a Cluster, another node answering

@@ -40,6 +40,7 @@ const TOKENS_ISSUED: &str = "switchboard_livekit_tokens_issued_total";
 const USERS_ERASED: &str = "switchboard_users_erased_total";
 const RETENTION_DELETED: &str = "switchboard_retention_deleted_total";
 const STORE_CORRUPT: &str = "switchboard_store_corrupt_total";
+const DEVICES_REMOVED: &str = "switchboard_push_devices_removed_total";
 const BUILD_INFO: &str = "switchboard_build_info";
 
 /// Request latencies: from half a millisecond to ten seconds.
@@ -126,6 +127,10 @@ fn describe() {
     describe_counter!(USERS_REGISTERED, "Users registered");
     describe_counter!(TOKENS_ISSUED, "LiveKit access tokens issued");
     describe_counter!(USERS_ERASED, "Users erased (DELETE /users/:id)");
+    describe_counter!(
+        DEVICES_REMOVED,
+        "Devices leaving a user, by platform and reason (evicted past PUSH_MAX_DEVICES, deleted, moved to another user)"
+    );
     describe_counter!(RETENTION_DELETED, "Ended calls and inactive rooms deleted by retention, by kind (call, room)");
     describe_counter!(
         STORE_CORRUPT,
@@ -347,6 +352,11 @@ pub fn user_registered() {
 
 pub fn token_issued() {
     counter!(TOKENS_ISSUED).increment(1);
+}
+
+/// A device left its user (`reason`: evicted, deleted, moved).
+pub fn device_removed(platform: &'static str, reason: &'static str) {
+    counter!(DEVICES_REMOVED, "platform" => platform, "reason" => reason).increment(1);
 }
 
 pub fn user_erased() {
