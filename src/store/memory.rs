@@ -34,6 +34,8 @@ struct State {
     deliveries: HashMap<String, Instant>,
     /// Each user's addressed events (`AUTH=token`), as Redis keeps them in a stream.
     histories: HashMap<String, History>,
+    /// How many histories there were when expired ones were last dropped.
+    histories_checked_at: usize,
     devices: HashMap<DeviceId, Device>,
     /// Which device each address (platform, token or endpoint) is.
     addresses: HashMap<(Platform, String), DeviceId>,
@@ -59,13 +61,19 @@ impl State {
             None => participants.iter().map(ToString::to_string).collect(),
         };
         let ms = u64::try_from(Timestamp::now().millis()).unwrap_or_default();
+        let oldest_kept = ms.saturating_sub(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        // A history expires after its last event, as its Redis stream does: checked each
+        // time the map doubled, so that the check costs O(1) per event.
+        if self.histories.len() >= self.histories_checked_at.saturating_mul(2).max(1024) {
+            self.histories.retain(|_, h| h.entries.back().is_some_and(|(offset, _)| offset.0 >= oldest_kept));
+            self.histories_checked_at = self.histories.len();
+        }
         let offsets = users
             .into_iter()
             .map(|user| {
                 let history = self.histories.entry(user.clone()).or_default();
                 history.last = history.last.next(ms);
                 history.entries.push_back((history.last, body.to_owned()));
-                let oldest_kept = ms.saturating_sub(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
                 while history.entries.len() > max as usize
                     || history.entries.front().is_some_and(|(offset, _)| offset.0 < oldest_kept)
                 {
