@@ -176,6 +176,7 @@ fn origin(url: &str) -> Option<String> {
 /// A device as the API shows it: no token, no endpoint, no keys.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Device)]
 pub struct DeviceView {
     pub id: DeviceId,
     pub user_id: UserId,
