@@ -9,6 +9,7 @@ mod binary;
 mod bounded;
 mod cluster;
 mod contract;
+mod devices;
 mod failover;
 mod identity;
 mod lifecycle;
