@@ -7,14 +7,13 @@
 //! also with `AUTH=token` (a server token). Every provider is configured from the keys of
 //! `tests/fixtures/push/`, its URLs a closed local port: nothing here is ever pushed.
 
-use crate::support::{AUTH_SECRET, Api, Mode, RedisServer, SioClient, TestApp, WAIT, assert_problem, id, spawn_binary};
+use crate::support::{Api, Cluster, RedisServer, SioClient, TestApp, WAIT, assert_problem, id, keyspace, spawn_binary};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use switchboard::auth::Tokens;
 
 enum Backend {
     Memory,
@@ -85,21 +84,8 @@ struct Fixture {
 impl Fixture {
     async fn new(backend: Backend, extra: &[&'static str]) -> Self {
         let flags = push_flags(extra);
-        let (apps, redis) = crate::support::replicas(matches!(backend, Backend::Redis), NS, &flags).await;
-        let token_mode = extra.windows(2).any(|w| w == ["--auth", "token"]);
-        let server_token = token_mode.then(server_token);
-        let auth = server_token.as_ref().map(|token| json!({ "token": token }));
-        let mut clients = Vec::new();
-        for app in &apps {
-            clients.push(SioClient::connect_with(&app.base, Mode::Websocket, auth.clone()).await);
-        }
-        let apis = apps
-            .iter()
-            .map(|app| match &server_token {
-                Some(token) => app.api.bearer(token),
-                None => app.api.clone(),
-            })
-            .collect();
+        let Cluster { apis, clients, redis, apps } =
+            Cluster::start(matches!(backend, Backend::Redis), NS, &flags).await;
         let limit =
             extra.windows(2).find(|w| w[0] == "--push-max-devices").map_or(10, |w| w[1].parse().expect("a limit"));
         Self { apis, clients, limit, redis, _apps: apps }
@@ -143,10 +129,6 @@ impl Fixture {
     async fn listed(&self, n: usize, user: &str) -> Vec<String> {
         ids(&list(self.api(n), user).await.0)
     }
-}
-
-fn server_token() -> String {
-    Tokens::new(AUTH_SECRET.as_bytes()).server(Duration::from_secs(600)).token
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1012,65 +994,21 @@ async fn erasing_a_user_deletes_their_devices(mut f: Fixture) {
     assert_eq!(f.heard().await, vec![("user.deleted".to_owned(), json!({ "data": { "id": ana } }))]);
 }
 
-fn cli(port: u16, args: &[&str]) -> String {
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli must be installed (Debian's redis-tools)");
-    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
-}
-
-/// Every key of the namespace, a line `K <name>`, then a line `V <item>` per member, field,
-/// value, list item or stream entry field of it (a value spanning lines goes on).
-const DUMP: &str = r"
-local out, cursor = {}, '0'
-repeat
-  local r = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
-  cursor = r[1]
-  for _, key in ipairs(r[2]) do
-    local t = redis.call('TYPE', key).ok
-    out[#out + 1] = 'K ' .. key
-    local items = {}
-    if t == 'zset' then items = redis.call('ZRANGE', key, 0, -1)
-    elseif t == 'set' then items = redis.call('SMEMBERS', key)
-    elseif t == 'list' then items = redis.call('LRANGE', key, 0, -1)
-    elseif t == 'hash' then items = redis.call('HGETALL', key)
-    elseif t == 'string' then items = {redis.call('GET', key)}
-    elseif t == 'stream' then
-      for _, entry in ipairs(redis.call('XRANGE', key, '-', '+')) do
-        for _, v in ipairs(entry[2]) do items[#items + 1] = v end
-      end
-    end
-    for _, item in ipairs(items) do out[#out + 1] = 'V ' .. item end
-  end
-until cursor == '0'
-return table.concat(out, '\n')
-";
-
 /// The keys of the namespace whose name or content holds one of `tracked`, each with the
 /// first one it holds; for `tracked` ids of erased users, the event log aside (its
 /// `user.deleted` names them).
 fn holding(port: u16, tracked: &[String], skip_log: bool) -> Vec<String> {
-    let dump = cli(port, &["EVAL", DUMP, "0", &format!("{{{NS}}}:*")]);
     let prefix = format!("{{{NS}}}:");
-    let mut key = String::new();
     let mut found = Vec::new();
-    for line in dump.lines() {
-        let content = match line.strip_prefix("K ") {
-            Some(name) => {
-                key = name.to_owned();
-                name
-            }
-            None => line.strip_prefix("V ").unwrap_or(line),
-        };
-        let local = key.strip_prefix(&prefix).unwrap_or(&key);
+    for key in keyspace(port, &format!("{prefix}*")) {
+        let local = key.name.strip_prefix(&prefix).unwrap_or(&key.name);
         if skip_log && (local == "log" || local == "log:last" || local.starts_with("delivery:")) {
             continue;
         }
-        if let Some(t) = tracked.iter().find(|t| content.contains(t.as_str())) {
-            found.push(format!("{key} holds {t}: {content}"));
+        for content in std::iter::once(&key.name).chain(&key.content) {
+            if let Some(t) = tracked.iter().find(|t| content.contains(t.as_str())) {
+                found.push(format!("{} holds {t}: {content}", key.name));
+            }
         }
     }
     found

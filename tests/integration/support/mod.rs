@@ -25,7 +25,7 @@ mod shapes;
 pub use app::{API_KEY, API_SECRET, AUTH_SECRET, Api, TOKEN_MODE, TOKEN_TTL_S, TestApp, spawn_binary, wait_status};
 pub use client::{Mode, Poller, SioClient};
 pub use proxy::Proxy;
-pub use redis::RedisServer;
+pub use redis::{Key, RedisServer, cli, keyspace};
 pub use shapes::{Shape, Shapes};
 
 use std::time::Duration;
@@ -124,4 +124,35 @@ pub async fn replicas(redis: bool, namespace: &str, flags: &[&str]) -> (Vec<Test
     let a = TestApp::with_flags(Some(&server), namespace, flags).await;
     let b = TestApp::with_flags(Some(&server), namespace, flags).await;
     (vec![a, b], Some(server))
+}
+
+/// Replicas (see [`replicas`]) with a listening websocket client each; with `--auth token`
+/// among the flags, requests and clients act with a server token.
+pub struct Cluster {
+    pub apis: Vec<Api>,
+    pub clients: Vec<SioClient>,
+    pub redis: Option<RedisServer>,
+    pub apps: Vec<TestApp>,
+}
+
+impl Cluster {
+    pub async fn start(redis: bool, namespace: &str, flags: &[&str]) -> Self {
+        let (apps, redis) = replicas(redis, namespace, flags).await;
+        let token_mode = flags.windows(2).any(|w| w == ["--auth", "token"]);
+        let server_token = token_mode
+            .then(|| switchboard::auth::Tokens::new(AUTH_SECRET.as_bytes()).server(Duration::from_secs(600)).token);
+        let auth = server_token.as_ref().map(|token| serde_json::json!({ "token": token }));
+        let mut clients = Vec::new();
+        for app in &apps {
+            clients.push(SioClient::connect_with(&app.base, Mode::Websocket, auth.clone()).await);
+        }
+        let apis = apps
+            .iter()
+            .map(|app| match &server_token {
+                Some(token) => app.api.bearer(token),
+                None => app.api.clone(),
+            })
+            .collect();
+        Self { apis, clients, redis, apps }
+    }
 }

@@ -87,3 +87,73 @@ impl Drop for RedisServer {
         }
     }
 }
+
+/// Runs `redis-cli -p port args…`; its output, trimmed.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli must be installed (Debian's redis-tools)");
+    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
+}
+
+/// A key as [`keyspace`] found it: its name, type, milliseconds to live (-1: none) and
+/// content (members, fields and values, list items, the string, stream entries' fields and
+/// values).
+pub struct Key {
+    pub name: String,
+    pub kind: String,
+    pub ttl_ms: i64,
+    pub content: Vec<String>,
+}
+
+const DUMP: &str = r"
+local out, cursor = {}, '0'
+repeat
+  local r = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+  cursor = r[1]
+  for _, key in ipairs(r[2]) do
+    local t = redis.call('TYPE', key).ok
+    out[#out + 1] = 'K ' .. t .. ' ' .. redis.call('PTTL', key) .. ' ' .. key
+    local items = {}
+    if t == 'zset' then items = redis.call('ZRANGE', key, 0, -1)
+    elseif t == 'set' then items = redis.call('SMEMBERS', key)
+    elseif t == 'list' then items = redis.call('LRANGE', key, 0, -1)
+    elseif t == 'hash' then items = redis.call('HGETALL', key)
+    elseif t == 'string' then items = {redis.call('GET', key)}
+    elseif t == 'stream' then
+      for _, entry in ipairs(redis.call('XRANGE', key, '-', '+')) do
+        for _, v in ipairs(entry[2]) do items[#items + 1] = v end
+      end
+    end
+    for _, item in ipairs(items) do out[#out + 1] = 'V ' .. item end
+  end
+until cursor == '0'
+return table.concat(out, '\n')
+";
+
+/// Every key matching `pattern`, read in one script.
+pub fn keyspace(port: u16, pattern: &str) -> Vec<Key> {
+    let dump = cli(port, &["EVAL", DUMP, "0", pattern]);
+    let mut keys: Vec<Key> = Vec::new();
+    for line in dump.lines() {
+        if let Some(head) = line.strip_prefix("K ") {
+            let mut parts = head.splitn(3, ' ');
+            let (kind, ttl, name) = (parts.next(), parts.next(), parts.next());
+            keys.push(Key {
+                kind: kind.unwrap_or_default().to_owned(),
+                ttl_ms: ttl.and_then(|t| t.parse().ok()).unwrap_or(-1),
+                name: name.unwrap_or_default().to_owned(),
+                content: Vec::new(),
+            });
+        } else if let Some(value) = line.strip_prefix("V ") {
+            keys.last_mut().expect("a key before its content").content.push(value.to_owned());
+        } else if let Some(key) = keys.last_mut() {
+            // A value spanning lines.
+            key.content.push(line.to_owned());
+        }
+    }
+    keys
+}
