@@ -16,4 +16,5 @@ mod lifecycle;
 mod local_cluster;
 mod outage;
 mod relay;
+mod standins;
 mod telemetry;

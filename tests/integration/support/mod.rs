@@ -21,6 +21,7 @@ pub mod load;
 mod proxy;
 mod redis;
 mod shapes;
+pub mod standins;
 
 pub use app::{API_KEY, API_SECRET, AUTH_SECRET, Api, TOKEN_MODE, TOKEN_TTL_S, TestApp, spawn_binary, wait_status};
 pub use client::{Mode, Poller, SioClient};
