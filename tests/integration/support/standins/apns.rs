@@ -7,7 +7,7 @@
 //! passes is answered from the script of its device token (default: 200 with `apns-id`).
 
 use super::{
-    Action, Body, CLOCK_SKEW_S, Conn, bind, Log, Protocol, Script, Server, TestCa, credentials, es256_key, header,
+    Action, Body, CLOCK_SKEW_S, Conn, Log, Protocol, Script, Server, TestCa, bind, credentials, es256_key, header,
     p256_public_key, perform, read_body, respond, respond_json, seconds, serve, unix_now, unix_now_ms, verify_jwt,
 };
 use hyper::body::Incoming;
@@ -249,8 +249,7 @@ impl Apns {
 
     async fn start_with(config: ApnsConfig, ca: Option<TestCa>) -> Self {
         let verifying_key = es256_key(&config.key);
-        let state =
-            Arc::new(State { config, verifying_key, script: Script::new(Reply::ok()), log: Log::default() });
+        let state = Arc::new(State { config, verifying_key, script: Script::new(Reply::ok()), log: Log::default() });
         let handler_state = state.clone();
         let acceptor = ca.as_ref().map(|ca| ca.acceptor.clone());
         let server = serve(bind().await, Protocol::Http2Only, acceptor, move |request, conn| {
@@ -391,7 +390,7 @@ fn check(state: &State, record: &mut ApnsRequest, too_large: bool) -> Result<(),
     }
     check_provider_token(state, record)?;
     let token = &record.device_token;
-    if token.is_empty() || token.len() % 2 != 0 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if token.is_empty() || !token.len().is_multiple_of(2) || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return refuse(400, "BadDeviceToken", format!("device token {token:?} is not hexadecimal"));
     }
     let push_type = record.push_type.as_deref();
@@ -445,10 +444,18 @@ fn check_provider_token(state: &State, record: &mut ApnsRequest) -> Result<(), R
     record.iat = seconds(&claims, "iat");
     record.iss = claims.get("iss").and_then(Value::as_str).map(str::to_owned);
     if header.kid.as_deref() != Some(state.config.key_id.as_str()) {
-        return refuse(403, "InvalidProviderToken", format!("kid {:?}, expected {:?}", header.kid, state.config.key_id));
+        return refuse(
+            403,
+            "InvalidProviderToken",
+            format!("kid {:?}, expected {:?}", header.kid, state.config.key_id),
+        );
     }
     if record.iss.as_deref() != Some(state.config.team_id.as_str()) {
-        return refuse(403, "InvalidProviderToken", format!("iss {:?}, expected {:?}", record.iss, state.config.team_id));
+        return refuse(
+            403,
+            "InvalidProviderToken",
+            format!("iss {:?}, expected {:?}", record.iss, state.config.team_id),
+        );
     }
     let Some(iat) = record.iat else { return refuse(403, "InvalidProviderToken", "no numeric iat") };
     let now = unix_now();

@@ -11,8 +11,8 @@
 //! v1's shape: `{"error":{"code","message","status","details":[…]}}`.
 
 use super::{
-    Action, Body, CLOCK_SKEW_S, Conn, bind, Log, Protocol, Script, Server, credentials, header, lock, perform, read_body,
-    respond_json, seconds, serve, unix_now, verify_jwt,
+    Action, Body, CLOCK_SKEW_S, Conn, Log, Protocol, Script, Server, bind, credentials, header, lock, perform,
+    read_body, respond_json, seconds, serve, unix_now, verify_jwt,
 };
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Request, Response, Version};
@@ -268,7 +268,12 @@ impl Reply {
 
     /// 500 `INTERNAL` with FcmError `INTERNAL`.
     pub fn internal() -> Self {
-        Self::status(500).body(google_error(500, "INTERNAL", "Internal error encountered.", vec![fcm_error("INTERNAL")]))
+        Self::status(500).body(google_error(
+            500,
+            "INTERNAL",
+            "Internal error encountered.",
+            vec![fcm_error("INTERNAL")],
+        ))
     }
 
     /// 503 `UNAVAILABLE` with FcmError `UNAVAILABLE`.
@@ -670,12 +675,16 @@ fn check_send(state: &State, record: &FcmRequest, too_large: bool) -> Result<(),
         return malformed("message", "Invalid JSON payload received. 'message' must be an object.");
     };
     if let Some(name) = message.keys().find(|k| !MESSAGE_FIELDS.contains(&k.as_str())) {
-        let description = format!("Invalid JSON payload received. Unknown name \"{name}\" at 'message': Cannot find field.");
+        let description =
+            format!("Invalid JSON payload received. Unknown name \"{name}\" at 'message': Cannot find field.");
         return malformed(&format!("message.{name}"), &description);
     }
     let targets = ["token", "topic", "condition"].iter().filter(|t| message.contains_key(**t)).count();
     if targets != 1 || record.token.as_deref().is_none_or(str::is_empty) {
-        return malformed("message", "Exactly one of message.token, topic or condition, a non-empty string, is required.");
+        return malformed(
+            "message",
+            "Exactly one of message.token, topic or condition, a non-empty string, is required.",
+        );
     }
     let mut size = 0;
     if let Some(data) = message.get("data") {
@@ -689,7 +698,8 @@ fn check_send(state: &State, record: &FcmRequest, too_large: bool) -> Result<(),
                     &format!("Invalid value at 'message.data[{index}].value' (TYPE_STRING), {value}"),
                 );
             };
-            if ["from", "message_type"].contains(&key.as_str()) || key.starts_with("google.") || key.starts_with("gcm.") {
+            if ["from", "message_type"].contains(&key.as_str()) || key.starts_with("google.") || key.starts_with("gcm.")
+            {
                 return malformed(&format!("message.data[{index}].key"), &format!("Invalid data payload key: {key}"));
             }
             size += key.len() + value.len();
@@ -703,24 +713,37 @@ fn check_send(state: &State, record: &FcmRequest, too_large: bool) -> Result<(),
             return malformed("message.android", "Invalid value at 'message.android', not an object");
         };
         if let Some(name) = android.keys().find(|k| !ANDROID_FIELDS.contains(&k.as_str())) {
-            let description =
-                format!("Invalid JSON payload received. Unknown name \"{name}\" at 'message.android': Cannot find field.");
+            let description = format!(
+                "Invalid JSON payload received. Unknown name \"{name}\" at 'message.android': Cannot find field."
+            );
             return malformed(&format!("message.android.{name}"), &description);
         }
-        if let Some(priority) = android.get("priority").filter(|p| !["NORMAL", "HIGH"].contains(&p.as_str().unwrap_or(""))) {
+        if let Some(priority) =
+            android.get("priority").filter(|p| !["NORMAL", "HIGH"].contains(&p.as_str().unwrap_or("")))
+        {
             return malformed(
                 "message.android.priority",
-                &format!("Invalid value at 'message.android.priority' (type.googleapis.com/google.firebase.fcm.v1.AndroidMessagePriority), {priority}"),
+                &format!(
+                    "Invalid value at 'message.android.priority' (type.googleapis.com/google.firebase.fcm.v1.AndroidMessagePriority), {priority}"
+                ),
             );
         }
-        if let Some(ttl) = android.get("ttl").filter(|t| t.as_str().and_then(duration_seconds).is_none_or(|s| s > MAX_TTL_S)) {
+        if let Some(ttl) =
+            android.get("ttl").filter(|t| t.as_str().and_then(duration_seconds).is_none_or(|s| s > MAX_TTL_S))
+        {
             return malformed(
                 "message.android.ttl",
-                &format!("Invalid value at 'message.android.ttl' (type.googleapis.com/google.protobuf.Duration), {ttl}"),
+                &format!(
+                    "Invalid value at 'message.android.ttl' (type.googleapis.com/google.protobuf.Duration), {ttl}"
+                ),
             );
         }
-        if let Some(key) = android.get("collapse_key").or_else(|| android.get("collapseKey")).filter(|k| !k.is_string()) {
-            return malformed("message.android.collapse_key", &format!("Invalid value at 'message.android.collapse_key' (TYPE_STRING), {key}"));
+        if let Some(key) = android.get("collapse_key").or_else(|| android.get("collapseKey")).filter(|k| !k.is_string())
+        {
+            return malformed(
+                "message.android.collapse_key",
+                &format!("Invalid value at 'message.android.collapse_key' (TYPE_STRING), {key}"),
+            );
         }
     }
     Ok(())

@@ -323,7 +323,8 @@ where
                             None => connection(TokioIo::new(tcp), id, None, protocol, handler).await,
                             Some(acceptor) => {
                                 let Ok(stream) = acceptor.accept(tcp).await else { return };
-                                let alpn = stream.get_ref().1.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
+                                let alpn = stream.get_ref().1.alpn_protocol();
+                                let alpn = alpn.map(|p| String::from_utf8_lossy(p).into_owned());
                                 connection(TokioIo::new(stream), id, alpn, protocol, handler).await;
                             }
                         }

@@ -396,8 +396,8 @@ fn check_vapid(state: &State, record: &mut PushRequest) -> Result<(), Refusal> {
     let Some(key) = b64url_decode(&vapid.k).and_then(|k| p256::PublicKey::from_sec1_bytes(&k).ok()) else {
         return refuse(401, format!("k {:?} is not a base64url P-256 point", vapid.k));
     };
-    let (_, claims) = verify_jwt(&vapid.token, &es256_key(&key), jsonwebtoken::Algorithm::ES256)
-        .or_else(|why| refuse(401, why))?;
+    let (_, claims) =
+        verify_jwt(&vapid.token, &es256_key(&key), jsonwebtoken::Algorithm::ES256).or_else(|why| refuse(401, why))?;
     vapid.aud = claims.get("aud").and_then(Value::as_str).map(str::to_owned);
     vapid.sub = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
     vapid.exp = seconds(&claims, "exp");
