@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 const KEY_ID: &str = "KEY1234567";
 const TEAM_ID: &str = "TEAM123456";
 const DEVICE: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
-const CLIENT_EMAIL: &str = "push@switchboard-test.iam.gserviceaccount.com";
-const PROJECT: &str = "switchboard-test";
+/// The service account of `tests/fixtures/push/fcm-service-account.json`.
+const CLIENT_EMAIL: &str = "switchboard@test-project.iam.gserviceaccount.com";
+const PROJECT: &str = "test-project";
 
 /// HTTP/2 with prior knowledge (h2c), as switchboard speaks to an `http://` APNs URL.
 fn h2c() -> reqwest::Client {
@@ -359,7 +360,7 @@ async fn apns_over_tls_offers_h2_with_its_own_ca() {
     use rustls::pki_types::{CertificateDer, ServerName};
     use std::sync::Arc;
 
-    let apns = Apns::start_tls(ApnsConfig::new(keys::APNS_P8, KEY_ID, TEAM_ID)).await;
+    let apns = Apns::start_tls(ApnsConfig::from_key_file(keys::fixture("apns.p8"), KEY_ID, TEAM_ID)).await;
     assert!(apns.url().starts_with("https://127.0.0.1:"));
     let ca_file = apns.ca_file().expect("a CA file");
     assert_eq!(std::fs::read_to_string(ca_file).expect("readable"), apns.ca_pem().expect("PEM"));
@@ -407,7 +408,7 @@ async fn apns_over_tls_offers_h2_with_its_own_ca() {
 // FCM
 
 async fn fcm() -> Fcm {
-    Fcm::start(FcmConfig::new(CLIENT_EMAIL, keys::FCM_RSA, PROJECT)).await
+    Fcm::start(FcmConfig::from_service_account_file(keys::fixture("fcm-service-account.json"))).await
 }
 
 fn rs256(pem: &str, claims: &Value) -> String {
@@ -431,7 +432,7 @@ async fn post_token(fcm: &Fcm, form: &[(&str, &str)]) -> (u16, Value) {
 }
 
 async fn access_token(fcm: &Fcm) -> String {
-    let assertion = rs256(keys::FCM_RSA, &assertion_claims(fcm, unix_now()));
+    let assertion = rs256(&keys::fcm_private_key(), &assertion_claims(fcm, unix_now()));
     let (status, body) = post_token(fcm, &[("grant_type", GRANT_TYPE), ("assertion", &assertion)]).await;
     assert_eq!(status, 200, "{body}");
     body["access_token"].as_str().expect("a token").to_owned()
@@ -459,7 +460,7 @@ async fn send(client: &reqwest::Client, fcm: &Fcm, bearer: Option<&str>, body: &
 async fn fcm_issues_access_tokens_and_accepts_a_valid_message() {
     let fcm = fcm().await;
     let iat = unix_now();
-    let assertion = rs256(keys::FCM_RSA, &assertion_claims(&fcm, iat));
+    let assertion = rs256(&keys::fcm_private_key(), &assertion_claims(&fcm, iat));
     let (status, body) = post_token(&fcm, &[("grant_type", GRANT_TYPE), ("assertion", &assertion)]).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!((body["expires_in"].as_u64(), body["token_type"].as_str()), (Some(3599), Some("Bearer")));
@@ -510,10 +511,10 @@ async fn fcm_token_endpoint_refuses_bad_assertions() {
     let with = |name: &str, value: Value| {
         let mut claims = good.clone();
         claims[name] = value;
-        rs256(keys::FCM_RSA, &claims)
+        rs256(&keys::fcm_private_key(), &claims)
     };
     let cases: Vec<(String, String, &str)> = vec![
-        (GRANT_TYPE.to_owned(), rs256(keys::FCM_RSA_OTHER, &good), "invalid_grant"),
+        (GRANT_TYPE.to_owned(), rs256(keys::RSA_OTHER, &good), "invalid_grant"),
         (GRANT_TYPE.to_owned(), es256(&fresh_p8(), None, &good), "invalid_grant"),
         (GRANT_TYPE.to_owned(), with("iss", json!("someone@else.iam.gserviceaccount.com")), "invalid_grant"),
         (
@@ -524,7 +525,7 @@ async fn fcm_token_endpoint_refuses_bad_assertions() {
         (GRANT_TYPE.to_owned(), with("aud", json!("https://oauth2.googleapis.com/token")), "invalid_grant"),
         (GRANT_TYPE.to_owned(), with("exp", json!(now + 7200)), "invalid_grant"),
         (GRANT_TYPE.to_owned(), with("iat", json!(now - 7200)), "invalid_grant"),
-        ("client_credentials".to_owned(), rs256(keys::FCM_RSA, &good), "unsupported_grant_type"),
+        ("client_credentials".to_owned(), rs256(&keys::fcm_private_key(), &good), "unsupported_grant_type"),
     ];
     for (grant_type, assertion, expected) in &cases {
         let (status, body) = post_token(&fcm, &[("grant_type", grant_type), ("assertion", assertion)]).await;
@@ -683,7 +684,7 @@ async fn fcm_answers_from_the_script_with_fcm_v1_error_bodies() {
 async fn fcm_token_script_and_hangs() {
     let fcm = fcm().await;
     fcm.respond_token(vec![FcmReply::status(503), FcmReply::hang()]);
-    let assertion = rs256(keys::FCM_RSA, &assertion_claims(&fcm, unix_now()));
+    let assertion = rs256(&keys::fcm_private_key(), &assertion_claims(&fcm, unix_now()));
     let form = [("grant_type", GRANT_TYPE), ("assertion", assertion.as_str())];
     let (status, body) = post_token(&fcm, &form).await;
     assert_eq!((status, body["error"].is_string()), (503, true), "{body}");
@@ -769,7 +770,8 @@ fn web_push(subscription: &Subscription, authorization: &str, body: Vec<u8>) -> 
 
 #[tokio::test]
 async fn webpush_decrypts_a_valid_push_and_records_it() {
-    let key = vapid();
+    let key = Vapid { pem: keys::VAPID_PEM.to_owned(), public: keys::VAPID_PUBLIC.trim().to_owned() };
+    assert_eq!(vapid_public_key(keys::VAPID_PEM), key.public, "the key /push/config serves");
     let push = WebPush::start(&key.public).await;
     let subscription = push.subscribe();
     assert!(subscription.endpoint.starts_with(&format!("{}/push/", push.origin())));

@@ -8,6 +8,22 @@
 //! What every stand-in shares lives here: the request [`Log`] with its bounded waits, the
 //! per-key reply [`Script`], the connection loop (HTTP/1.1 and h2c, or HTTP/2 only, optionally
 //! behind TLS) and a throw-away certificate authority.
+//!
+//! In a test (the stand-ins run on the test's own runtime, so the test must not block it):
+//!
+//! ```text
+//! let apns = Apns::start(ApnsConfig::from_key_file(keys::fixture("apns.p8"), "KEY1234567", "TEAM123456")).await;
+//! let fcm = Fcm::start(FcmConfig::from_service_account_file(keys::fixture("fcm-service-account.json"))).await;
+//! let push = WebPush::start(keys::VAPID_PUBLIC.trim()).await;
+//! // switchboard with APNS_URL = apns.url(), FCM_URL = fcm.url(), FCM_TOKEN_URL = fcm.token_url()
+//! // (or FCM_SERVICE_ACCOUNT_FILE = fcm.service_account_file()), WEBPUSH_ALLOWED_HOSTS = 127.0.0.1;
+//! // a browser device registered with push.subscribe().json().
+//! apns.respond(token, vec![apns::Reply::service_unavailable(), apns::Reply::ok()]);
+//! let sent = apns.wait_for(2, WAIT).await;          // both attempts, each with its arrival time
+//! assert_eq!(sent[0].apns_id, sent[1].apns_id);
+//! let pushed = push.wait_for(1, WAIT).await;        // decrypted: pushed[0].payload
+//! fcm.log().expect_no_more(0, Duration::from_secs(1)).await;
+//! ```
 
 // A library for the push tests: not every part of it is used by every test build.
 #![allow(dead_code)]
@@ -41,18 +57,30 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 
-/// Throw-away keys for the self-tests and for tests that need a key file.
+/// The throw-away keys of `tests/fixtures/push` (see its README), and one more RSA key.
 pub mod keys {
-    /// A P-256 PKCS#8 PEM key, as Apple's `.p8` files are.
-    pub const APNS_P8: &str = include_str!("keys/apns-test.p8");
-    /// A 2048-bit RSA PKCS#8 PEM key, as a Google service account's `private_key` is.
-    pub const FCM_RSA: &str = include_str!("keys/fcm-test.pem");
-    /// Another RSA key: signatures with it must be refused.
-    pub const FCM_RSA_OTHER: &str = include_str!("keys/fcm-other.pem");
+    use std::path::PathBuf;
 
-    /// The path of [`APNS_P8`], to pass as `APNS_KEY_FILE`.
-    pub fn apns_p8_path() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/support/standins/keys/apns-test.p8")
+    /// A P-256 PKCS#8 PEM key, as Apple's `.p8` files are.
+    pub const APNS_P8: &str = include_str!("../../../fixtures/push/apns.p8");
+    /// A Google service account (`client_email`, `private_key`, `project_id`, …).
+    pub const FCM_SERVICE_ACCOUNT: &str = include_str!("../../../fixtures/push/fcm-service-account.json");
+    /// The VAPID key (P-256 PKCS#8 PEM) and its public key as `/push/config` serves it.
+    pub const VAPID_PEM: &str = include_str!("../../../fixtures/push/vapid.pem");
+    pub const VAPID_PUBLIC: &str = include_str!("../../../fixtures/push/vapid-public.b64url");
+    /// Another 2048-bit RSA key (`openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`):
+    /// assertions signed with it must be refused.
+    pub const RSA_OTHER: &str = include_str!("keys/rsa-other.pem");
+
+    /// The path of a file of `tests/fixtures/push` (e.g. `apns.p8`), for a setting.
+    pub fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/push").join(name)
+    }
+
+    /// The service account's `private_key`.
+    pub fn fcm_private_key() -> String {
+        let account: serde_json::Value = serde_json::from_str(FCM_SERVICE_ACCOUNT).expect("JSON");
+        account["private_key"].as_str().expect("a private_key").to_owned()
     }
 }
 
