@@ -52,6 +52,7 @@ pub struct App {
 
 impl App {
     pub async fn build(cfg: &Config) -> Result<Self, StartError> {
+        crate::auth::install_jwt_crypto();
         let log = cfg.event_log();
         let (store, bus, redis): (Arc<dyn Store>, Arc<dyn EventBus>, _) = match &cfg.redis_url {
             None => {

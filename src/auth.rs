@@ -47,6 +47,14 @@ pub struct Tokens {
     validation: Validation,
 }
 
+/// Makes jsonwebtoken's full pure-Rust backend the process's provider. jsonwebtoken 10 signs
+/// and verifies through one process-wide provider, and livekit-api installs an HS256-only one
+/// on its first token unless one is installed already: push credentials are ES256 (APNs,
+/// VAPID) and RS256 (FCM). Idempotent; does nothing once a provider is installed.
+pub fn install_jwt_crypto() {
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+}
+
 impl Tokens {
     pub fn new(secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);

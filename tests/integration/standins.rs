@@ -39,6 +39,7 @@ fn fresh_p8() -> String {
 }
 
 fn es256(pem: &str, kid: Option<&str>, claims: &Value) -> String {
+    switchboard::auth::install_jwt_crypto();
     let header = Header { kid: kid.map(str::to_owned), ..Header::new(Algorithm::ES256) };
     jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_pem(pem.as_bytes()).expect("EC key")).expect("signs")
 }
@@ -412,6 +413,7 @@ async fn fcm() -> Fcm {
 }
 
 fn rs256(pem: &str, claims: &Value) -> String {
+    switchboard::auth::install_jwt_crypto();
     let key = EncodingKey::from_rsa_pem(pem.as_bytes()).expect("RSA key");
     jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key).expect("signs")
 }

@@ -470,6 +470,8 @@ pub(crate) fn verify_jwt(
     key: &jsonwebtoken::DecodingKey,
     alg: jsonwebtoken::Algorithm,
 ) -> Result<(jsonwebtoken::Header, serde_json::Map<String, serde_json::Value>), String> {
+    // Before any LiveKit token of the process could install an HS256-only provider.
+    switchboard::auth::install_jwt_crypto();
     let mut validation = jsonwebtoken::Validation::new(alg);
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
